@@ -1,0 +1,105 @@
+"""The ``migwatch`` command: one console script, one verb per job (CONTRACT section 5).
+
+Exit codes: 0 done, 1 the job failed or is not available yet, 2 bad usage, configuration or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from migwatch import config as config_module
+from migwatch import local_kafka
+from migwatch.records import RecordError, to_builtins
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+# Verbs of the contract whose work later issues bring; they say so instead of pretending to work.
+_COMING = {
+    "probe": "issue #3 (probe workers)",
+    "worker": "issue #5 (Faust stream workers)",
+    "watch": "issue #7 (single-process mode)",
+    "record": "issue #3 (probe workers) and #6 (migration lab)",
+    "replay": "issue #4 (detectors)",
+    "eval": "issue #4 (detectors)",
+    "plot": "issue #4 (detectors)",
+}
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="F", help="TOML config file (MIGWATCH_* variables override it)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="migwatch",
+        description="Detect live migration of virtual machines from outside: ICMP and NTP probes, Kafka, "
+        "Faust workers, scored alerts for a SIEM.",
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        suffix = f" [not available yet: {_COMING[name]}]" if name in _COMING else ""
+        return verbs.add_parser(name, help=help_text + suffix, description=help_text + suffix)
+
+    _config_argument(verb("probe", "run a probe worker that publishes samples to Kafka"))
+    _config_argument(verb("worker", "run a Faust stream worker (detectors, tables, alerts, web status)"))
+    _config_argument(verb("watch", "everything in one process, no Kafka: probe, detect, print alerts (JSON Lines)"))
+    record = verb("record", "probe straight into a trace file")
+    _config_argument(record)
+    record.add_argument("--out", required=True, metavar="T", help="trace file to write (.gz compresses)")
+    record.add_argument("--duration", required=True, type=float, metavar="S", help="seconds to record")
+    replay = verb("replay", "run the detectors over a trace, write the alerts as JSON Lines")
+    replay.add_argument("--trace", required=True, metavar="T")
+    replay.add_argument("--out", required=True, metavar="A")
+    evaluate = verb("eval", "score the detectors on a labelled trace")
+    evaluate.add_argument("--trace", required=True, metavar="T")
+    evaluate.add_argument("--labels", required=True, metavar="L")
+    evaluate.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    plot = verb("plot", "chart RTT, unanswered pings and clock offset of one target")
+    plot.add_argument("--trace", required=True, metavar="T")
+    plot.add_argument("--target", required=True, metavar="ID")
+    plot.add_argument("--out", required=True, metavar="P.png")
+    plot.add_argument("--labels", metavar="L")
+
+    _config_argument(verb("config", "validate a config file and print the settings in effect as JSON"))
+    local_kafka.add_arguments(verb("kafka", "run a local Apache Kafka for development (start, stop, status, ...)"))
+    return parser
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    settings = config_module.load(args.config)
+    print(json.dumps(to_builtins(settings), indent=2))
+    print(f"{args.config}: OK, {len(settings.targets)} targets", file=sys.stderr)
+    return 0
+
+
+def _not_yet(args: argparse.Namespace) -> int:
+    if getattr(args, "config", None):
+        config_module.load(args.config)  # a bad config is reported now, not when the verb arrives
+    print(f"migwatch {args.verb}: not available yet; it comes with {_COMING[args.verb]}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "config": _show_config,
+    "kafka": local_kafka.run,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return _HANDLERS.get(args.verb, _not_yet)(args)
+    except (config_module.ConfigError, RecordError) as error:
+        print(f"migwatch: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Configuration: a TOML file, then ``MIGWATCH_<SECTION>_<KEY>`` environment overrides, validated up front.
+
+Every problem is a :class:`ConfigError` whose one-line message names the file or variable, the key and the
+value; the CLI prints it and exits with code 2.
+
+    >>> config = parse('[kafka]\\nbootstrap = "127.0.0.1:9092"\\n[[targets]]\\nid = "web-01"\\n'
+    ...                'address = "192.0.2.10"\\n', source="example.toml", environ={})
+    >>> config.targets[0].ping_interval_s
+    1.0
+    >>> parse('[[targets]]\\nid = "a"\\naddress = "300.1.1.1"\\n', source="bad.toml", environ={})
+    Traceback (most recent call last):
+    ...
+    migwatch.config.ConfigError: bad.toml: targets[0].address: must be an IPv4/IPv6 address or a host name, got '300.1.1.1'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from migwatch.records import RecordError, Target, convert, explain
+
+ENV_PREFIX = "MIGWATCH_"
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,200}\Z")
+_BOOTSTRAP = re.compile(r"\[?[A-Za-z0-9.:-]+\]?:\d{1,5}\Z")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message is one line naming the source, key and value."""
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A config table: unknown keys are errors (a typo must not silently fall back to a default)."""
+
+
+class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
+    """Where the broker is and how the topics of CONTRACT section 1 are named and laid out."""
+
+    # A comma-separated host:port list, as Kafka's own tools take it (CONTRACT: MIGWATCH_KAFKA_BOOTSTRAP).
+    bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "migwatch."
+    # ping and ntp must have the same count (co-partitioned), and Faust's changelogs follow it.
+    partitions: int = 8
+
+    def __post_init__(self) -> None:
+        servers = self.servers
+        if not servers or not all(
+            _BOOTSTRAP.match(server) and 0 < int(server.rpartition(":")[2]) < 65536 for server in servers
+        ):
+            raise RecordError(f"bootstrap: must be host:port[,host:port...], got {self.bootstrap!r}")
+        if not _TOPIC_PREFIX.match(self.topic_prefix):
+            raise RecordError(
+                f"topic_prefix: must be up to 200 letters, digits, '.', '_' or '-', got {self.topic_prefix!r}"
+            )
+        if not 1 <= self.partitions <= 10_000:
+            raise RecordError(f"partitions: must be between 1 and 10000, got {self.partitions!r}")
+
+
+    @property
+    def servers(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap.split(",") if server.strip()]
+
+
+class ConfigTarget(Target, kw_only=True, forbid_unknown_fields=True):
+    """A Target as written in the config file, where an unknown key is an error (on Kafka it is ignored)."""
+
+
+class Config(_Section, kw_only=True, forbid_unknown_fields=True):
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    targets: list[ConfigTarget] = []
+
+    def __post_init__(self) -> None:
+        seen: dict[str, int] = {}
+        for i, target in enumerate(self.targets):
+            if target.id in seen:
+                raise RecordError(f"targets[{i}].id: duplicate target id, also targets[{seen[target.id]}], got {target.id!r}")
+            seen[target.id] = i
+
+
+def _sections() -> dict[str, type[_Section]]:
+    """The config tables that environment variables can override, by name."""
+    return {
+        field.name: field.type
+        for field in msgspec.structs.fields(Config)
+        if isinstance(field.type, type) and issubclass(field.type, _Section)
+    }
+
+
+def _env_value(variable: str, raw: str, kind: Any) -> Any:
+    """Convert one environment string to the setting's type; lists are comma-separated."""
+    origin = getattr(kind, "__origin__", None)
+    value: Any = [item.strip() for item in raw.split(",") if item.strip()] if origin is list else raw
+    try:
+        return msgspec.convert(value, kind, strict=False)
+    except msgspec.ValidationError as error:
+        raise ConfigError(f"{variable}: {explain(error, value).removeprefix('value: ')}") from None
+
+
+def apply_environment(document: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Write ``MIGWATCH_<SECTION>_<KEY>`` variables into the parsed TOML document.
+
+    Variables whose section is not one of ours are left alone (other tools may share the prefix); a
+    variable naming one of our sections with an unknown key is an error, since it is surely a typo.
+    Returns the variable that set each ``section.key``, so that errors can name it.
+    """
+    sections = _sections()
+    applied: dict[str, str] = {}
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        name = variable[len(ENV_PREFIX) :].lower()
+        section = next((s for s in sections if name.startswith(s + "_")), None)
+        if section is None:
+            continue
+        key = name[len(section) + 1 :]
+        fields = {field.name: field.type for field in msgspec.structs.fields(sections[section])}
+        if key not in fields:
+            raise ConfigError(f"{variable}: unknown setting {section}.{key} (known: {', '.join(sorted(fields))})")
+        table = document.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{variable}: [{section}] in the file is not a table")
+        table[key] = _env_value(variable, environ[variable], fields[key])
+        applied[f"{section}.{key}"] = variable
+    return applied
+
+
+def parse(text: str, *, source: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a TOML document and the environment into a Config, or raise ConfigError."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: invalid TOML: {error}") from None
+    from_environment = apply_environment(document, os.environ if environ is None else environ)
+    try:
+        return convert(Config, document)
+    except RecordError as error:
+        key = str(error).partition(":")[0]
+        raise ConfigError(f"{from_environment.get(key, source)}: {error}") from None
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file at ``path`` (plus the environment), or raise ConfigError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise ConfigError(f"{path}: cannot read: {reason}") from None
+    return parse(text, source=str(path), environ=environ)

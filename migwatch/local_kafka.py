@@ -1,0 +1,397 @@
+"""A real Apache Kafka for development, tests and the quickstart: fetched from Maven Central, run under java.
+
+There is no Docker engine and no tarball download here, so the broker comes as jars: a tiny generated pom
+asks Maven for ``org.apache.kafka:kafka_2.13`` and a logging backend, and ``copy-dependencies`` puts them
+with their runtime dependencies in a cache folder, once. The broker runs as a single KRaft node (broker and
+controller in one process) on 127.0.0.1 with a small heap.
+
+    deploy/local/kafka start [--port 9092] [--partitions 8]   # fetch once, format, start, create topics
+    deploy/local/kafka status | stop | fetch | topics
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+# The newest release that this project's tests show kafka-python, aiokafka and faust-streaming working
+# against (README, "Which Kafka").
+KAFKA_VERSION = "4.0.2"
+LOG4J_VERSION = "2.24.3"
+DEFAULT_PORT = 9092
+DEFAULT_HEAP = "512m"
+READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+
+_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by migwatch.local_kafka to fetch Apache Kafka's jars; nothing is built. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>io.migwatch</groupId>
+  <artifactId>local-kafka</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version>
+    </dependency>
+    <!-- kafka_2.13's POM leaves the logging backend out, and Kafka 4 does not start without log4j-core. -->
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{log4j}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+_SERVER_PROPERTIES = """# Written by migwatch.local_kafka: one KRaft node, broker and controller in one process.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data}
+num.partitions=1
+# A single node: every internal topic has one replica.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Consumers join at once instead of waiting 3 s for more members.
+group.initial.rebalance.delay.ms=0
+# The 128 MB default does not fit a small heap; the compacted topics here are small.
+log.cleaner.dedupe.buffer.size=16777216
+# Topics are created up front with the configured partition count (an auto-created source topic with
+# another count crashes Faust with PartitionsMismatch).
+auto.create.topics.enable=false
+"""
+
+_LOG4J2 = """status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+class LocalKafkaError(RuntimeError):
+    """Something the local broker could not do; the message says what and where to look."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "migwatch"
+
+
+@dataclass(frozen=True)
+class LocalKafka:
+    """One local broker: where its jars are cached and where it keeps its data, log and pid."""
+
+    port: int = DEFAULT_PORT
+    version: str = KAFKA_VERSION
+    root: Path = cache_root()
+    heap: str = DEFAULT_HEAP
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def libs(self) -> Path:
+        return self.root / f"kafka-{self.version}" / "libs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run" / f"kafka-{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "kafka.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "kafka.pid"
+
+    # ------------------------------------------------------------------------------------------ fetch
+
+    def fetch(self) -> float:
+        """Download the jars once; returns the seconds it took (0 when the cache had them)."""
+        complete = self.libs / ".complete"
+        if complete.exists():
+            return 0.0
+        _require("mvn", "Maven (Debian package 'maven')")
+        _require("java", "a Java runtime >= 17 (Debian package 'openjdk-17-jre-headless')")
+        started = time.monotonic()
+        work = self.libs.parent
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "pom.xml").write_text(_POM.format(kafka=self.version, log4j=LOG4J_VERSION))
+        partial = work / "libs.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        print(f"fetching Apache Kafka {self.version} jars from Maven Central into {self.libs} ...", flush=True)
+        command = [
+            "mvn", "-B", "-q", "-f", str(work / "pom.xml"),
+            # Maven 3.8's bundled dependency plugin is too old for this; name a current one.
+            "org.apache.maven.plugins:maven-dependency-plugin:3.7.1:copy-dependencies",
+            "-DincludeScope=runtime", f"-DoutputDirectory={partial}",
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+            raise LocalKafkaError(f"Maven could not fetch Apache Kafka {self.version}:\n{tail}")
+        shutil.rmtree(self.libs, ignore_errors=True)
+        partial.rename(self.libs)
+        complete.touch()
+        return time.monotonic() - started
+
+    # ----------------------------------------------------------------------------------- start, stop
+
+    def pid(self) -> int | None:
+        """The broker's pid when it runs, else None (a stale pid file is ignored)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        # A recycled pid belongs to another program: check that it is our java.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if b"kafka.Kafka" in cmdline and str(self.run_dir).encode() in cmdline else None
+
+    def start(self, *, fresh: bool = False, timeout: float = READY_TIMEOUT_S) -> tuple[int, float]:
+        """Start the broker unless it runs; wait until a client's metadata call succeeds.
+
+        Returns (pid, seconds until ready). ``fresh`` wipes the data of an earlier run first.
+        """
+        running = self.pid()
+        if running is not None:
+            self.wait_ready(timeout, pid=running)
+            return running, 0.0
+        for port in (self.port, self.controller_port):
+            if _port_busy(port):
+                raise LocalKafkaError(f"127.0.0.1:{port} is already in use by another program; pick --port")
+        self.fetch()
+        data = self.run_dir / "data"
+        if fresh:
+            shutil.rmtree(data, ignore_errors=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        properties = self.run_dir / "server.properties"
+        properties.write_text(
+            _SERVER_PROPERTIES.format(port=self.port, controller_port=self.controller_port, data=data)
+        )
+        (self.run_dir / "log4j2.properties").write_text(_LOG4J2)
+        if not (data / "meta.properties").exists():
+            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties))
+        started = time.monotonic()
+        with open(self.log_file, "ab") as log:
+            process = subprocess.Popen(
+                [*self._java_command(), "kafka.Kafka", str(properties)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the command that started it; stopped by `stop`
+            )
+        self.pid_file.write_text(f"{process.pid}\n")
+        try:
+            self.wait_ready(timeout, pid=process.pid)
+        except LocalKafkaError:
+            self.stop()
+            raise
+        return process.pid, time.monotonic() - started
+
+    def wait_ready(self, timeout: float, *, pid: int) -> None:
+        """Block until the broker answers a metadata request; fail early when the process died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not _alive(pid):
+                raise LocalKafkaError(f"the broker exited during start-up; last lines of {self.log_file}:\n{self._tail()}")
+            if self.ready():
+                return
+            if time.monotonic() > deadline:
+                raise LocalKafkaError(f"the broker did not answer within {timeout:.0f} s; see {self.log_file}")
+            time.sleep(0.5)
+
+    def ready(self) -> bool:
+        """True when a client's metadata call succeeds (an open port is not enough: KRaft starts later)."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)  # refused connections are expected here
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        except (KafkaError, OSError):
+            return False
+        try:
+            return bool(admin.describe_cluster().get("brokers"))
+        except (KafkaError, OSError):
+            return False
+        finally:
+            admin.close()
+
+    def stop(self) -> bool:
+        """SIGTERM the broker (a clean shutdown), SIGKILL it if it hangs. False when it was not running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    # --------------------------------------------------------------------------------------- helpers
+
+    def _java_command(self) -> list[str]:
+        return [
+            "java",
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.run_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.run_dir}",
+            "-cp",
+            f"{self.libs}/*",
+        ]
+
+    def _java(self, *args: str) -> None:
+        result = subprocess.run([*self._java_command(), *args], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise LocalKafkaError(f"{args[0]} failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
+
+    def _tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage random-uuid)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # A zombie (our own child that exited) is not alive.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _require(program: str, what: str) -> None:
+    if shutil.which(program) is None:
+        raise LocalKafkaError(f"'{program}' was not found: install {what}")
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["start", "stop", "status", "fetch", "topics"])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="PLAINTEXT port; the controller uses port+1")
+    parser.add_argument("--version", default=KAFKA_VERSION, help="Apache Kafka version from Maven Central")
+    parser.add_argument("--heap", default=DEFAULT_HEAP, help="broker JVM heap (-Xmx)")
+    parser.add_argument("--partitions", type=int, default=8, help="partitions of every contract topic")
+    parser.add_argument("--topic-prefix", default="migwatch.", help="topic name prefix")
+    parser.add_argument("--fresh", action="store_true", help="start: wipe the data of an earlier run")
+    parser.add_argument("--no-topics", action="store_true", help="start: do not create the contract topics")
+
+
+def run(args: argparse.Namespace) -> int:
+    broker = LocalKafka(port=args.port, version=args.version, heap=args.heap)
+    try:
+        if args.action == "fetch":
+            seconds = broker.fetch()
+            print(f"Apache Kafka {broker.version} jars in {broker.libs}" + (f" (fetched in {seconds:.1f} s)" if seconds else " (cached)"))
+        elif args.action == "start":
+            fetch_s = broker.fetch()
+            pid, start_s = broker.start(fresh=args.fresh)
+            timing = f"fetched in {fetch_s:.1f} s, " if fetch_s else ""
+            timing += f"ready in {start_s:.1f} s" if start_s else "already running"
+            print(f"Apache Kafka {broker.version} listening on {broker.bootstrap} (pid {pid}; {timing}; log {broker.log_file})")
+            if not args.no_topics:
+                _print_topics(broker, args.topic_prefix, args.partitions)
+        elif args.action == "topics":
+            _print_topics(broker, args.topic_prefix, args.partitions)
+        elif args.action == "stop":
+            print("stopped" if broker.stop() else f"not running (port {broker.port})")
+        else:
+            pid = broker.pid()
+            if pid is None:
+                print(f"not running (port {broker.port})")
+                return 3
+            print(f"running: pid {pid}, {broker.bootstrap}, {'ready' if broker.ready() else 'not answering'}, log {broker.log_file}")
+    except LocalKafkaError as error:
+        print(f"local kafka: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_topics(broker: LocalKafka, prefix: str, partitions: int) -> None:
+    from kafka import KafkaAdminClient
+
+    from migwatch.topics import TopicLayoutError, ensure_topics
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        for name, state in ensure_topics(admin, prefix, partitions).items():
+            print(f"  topic {name}: {state}")
+    except TopicLayoutError as error:
+        raise LocalKafkaError(str(error)) from None
+    finally:
+        admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="deploy/local/kafka", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The Kafka topics of CONTRACT section 1, created up front and idempotently.
+
+Every keyed topic gets the same partition count: ``ping`` and ``ntp`` are joined per target
+(co-partitioned), and Faust refuses a source topic whose count differs from its tables' changelogs
+(PartitionsMismatch), so a topic that exists with another count is an error, never silently used.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+# name -> cleanup.policy. `targets` is compacted: the latest Target per id, null removes it.
+TOPICS: dict[str, Literal["compact", "delete"]] = {
+    "targets": "compact",
+    "ping": "delete",
+    "ntp": "delete",
+    "alerts": "delete",
+    "feedback": "delete",
+    "deadletter": "delete",
+}
+
+log = logging.getLogger(__name__)
+
+
+class TopicLayoutError(RuntimeError):
+    """A topic exists with a layout that the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The full topic names for one prefix (CONTRACT: configurable, default ``migwatch.``)."""
+
+    prefix: str = "migwatch."
+
+    def __getattr__(self, name: str) -> str:
+        if name in TOPICS:
+            return self.prefix + name
+        raise AttributeError(name)
+
+    def all(self) -> dict[str, str]:
+        """Full topic name -> cleanup policy."""
+        return {self.prefix + name: policy for name, policy in TOPICS.items()}
+
+
+def ensure_topics(
+    admin: KafkaAdminClient, prefix: str, partitions: int, *, replication: int = 1
+) -> dict[str, str]:
+    """Create every contract topic that is missing; check those that exist.
+
+    Returns full name -> ``"created"`` or ``"exists"``. Raises TopicLayoutError when an existing topic
+    has another partition count or cleanup policy than asked for.
+    """
+    wanted = TopicNames(prefix).all()
+    existing = {
+        description["name"]: len(description["partitions"])
+        for description in admin.describe_topics(list(wanted))
+        if description.get("error_code", 0) == 0
+    }
+    missing = [
+        NewTopic(name, partitions, replication, topic_configs={"cleanup.policy": policy})
+        for name, policy in wanted.items()
+        if name not in existing
+    ]
+    result = {name: "exists" for name in existing}
+    if missing:
+        try:
+            admin.create_topics(missing, timeout_ms=30_000)
+        except TopicAlreadyExistsError:
+            # Another process created them between our look and our create: fine, checked below.
+            pass
+        result.update({topic.name: "created" for topic in missing})
+    problems = [
+        f"{name} has {count} partitions, wanted {partitions}"
+        for name, count in existing.items()
+        if count != partitions
+    ]
+    policies = cleanup_policies(admin, list(existing))
+    problems += [
+        f"{name} has cleanup.policy={policies[name]}, wanted {wanted[name]}"
+        for name in existing
+        if policies.get(name) != wanted[name]
+    ]
+    if problems:
+        raise TopicLayoutError(
+            "; ".join(problems) + " (recreate the topics, or set kafka.partitions to match; changing the "
+            "count of a live topic would move targets between partitions)"
+        )
+    return {name: result[name] for name in wanted}
+
+
+def cleanup_policies(admin: KafkaAdminClient, topics: list[str]) -> dict[str, str]:
+    """Topic -> its effective ``cleanup.policy``, as the broker reports it."""
+    if not topics:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, topic, ["cleanup.policy"]) for topic in topics]
+    described = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    return {
+        name: configs["cleanup.policy"]["value"]
+        for name, configs in described.items()
+        if "cleanup.policy" in configs
+    }

@@ -1,0 +1,224 @@
+"""Trace and label files of CONTRACT section 3.
+
+A trace is JSON Lines, each line a PingSample or ClockSample with ``"type": "ping"`` or ``"type": "ntp"``,
+optionally gzip-compressed (``.gz``). :func:`read_trace` streams it in stable ``ts`` order without loading
+it whole: a file larger than one chunk is sorted chunk by chunk into temporary files and merged.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.jsonl.gz"
+    >>> ping = PingSample(target="vm-1", address="192.0.2.1", probe="p", seq=0, ts=10.0, rtt_ms=0.4)
+    >>> with TraceWriter(path) as trace:
+    ...     trace.write(ping)
+    >>> [sample.rtt_ms for sample in read_trace(path)]
+    [0.4]
+"""
+
+from __future__ import annotations
+
+import gzip
+import heapq
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from operator import attrgetter
+from pathlib import Path
+from typing import IO, Literal
+
+import msgspec
+
+from migwatch.records import (
+    ClockSample,
+    PingSample,
+    RecordError,
+    _identifier,
+    _Record,
+    _timestamp,
+    decode,
+    encode,
+)
+
+Sample = PingSample | ClockSample
+
+
+class PingLine(PingSample, kw_only=True, tag_field="type", tag="ping"):
+    """A PingSample as a trace line: the same record, tagged ``"type": "ping"``."""
+
+
+class ClockLine(ClockSample, kw_only=True, tag_field="type", tag="ntp"):
+    """A ClockSample as a trace line: the same record, tagged ``"type": "ntp"``."""
+
+
+TraceLine = PingLine | ClockLine
+_TAGS = {PingSample: b'{"type":"ping",', ClockSample: b'{"type":"ntp",'}
+_by_ts = attrgetter("ts")
+
+# Samples held in memory while sorting; about 250 bytes each.
+DEFAULT_CHUNK = 250_000
+
+
+class TraceError(RecordError):
+    """A trace or labels file that cannot be read; the message names the file and line."""
+
+
+def _open(path: Path, mode: Literal["rb", "wb"]) -> IO[bytes]:
+    try:
+        if path.suffix == ".gz":
+            return gzip.open(path, mode)  # type: ignore[return-value]
+        return open(path, mode)  # noqa: SIM115 - the caller closes it
+    except OSError as error:
+        raise TraceError(f"{path}: cannot open: {error.strerror or error}") from None
+
+
+def encode_line(sample: Sample) -> bytes:
+    """One trace line (with its newline): the contract record with the ``type`` tag in front."""
+    tag = _TAGS[PingSample if isinstance(sample, PingSample) else ClockSample]
+    return tag + encode(sample)[1:] + b"\n"
+
+
+class TraceWriter:
+    """Writes samples as trace lines, gzip-compressed when the name ends in ``.gz``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file = _open(self.path, "wb")
+        self.count = 0
+
+    def write(self, sample: Sample) -> None:
+        self._file.write(encode_line(sample))
+        self.count += 1
+
+    def write_all(self, samples: Iterable[Sample]) -> None:
+        for sample in samples:
+            self.write(sample)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_line_decoder = msgspec.json.Decoder(TraceLine)
+
+
+def iter_lines(path: str | os.PathLike[str]) -> Iterator[TraceLine]:
+    """The samples of a trace in file order. A bad line raises TraceError naming the file and line."""
+    path = Path(path)
+    with _open(path, "rb") as file:
+        try:
+            for number, line in enumerate(file, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield _line_decoder.decode(line)
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    # The slow path names the field and value; only taken on a bad line.
+                    raise TraceError(f"{path}:{number}: {_explain_line(line)}") from None
+        except (OSError, EOFError) as error:  # truncated or corrupt gzip
+            raise TraceError(f"{path}: cannot read: {error}") from None
+
+
+def _explain_line(line: bytes) -> str:
+    try:
+        decode(TraceLine, line)  # type: ignore[arg-type]
+    except RecordError as error:
+        return str(error)
+    raise AssertionError("a line msgspec rejected decoded on the second try")
+
+
+def read_trace(path: str | os.PathLike[str], *, chunk: int = DEFAULT_CHUNK) -> Iterator[TraceLine]:
+    """The samples of a trace in stable ``ts`` order (ties keep file order), with bounded memory.
+
+    Up to ``chunk`` samples are sorted in memory. A longer trace is cut into sorted runs kept in temporary
+    files, then merged; ``heapq.merge`` is stable across its inputs and run i holds earlier lines than
+    run i+1, so ties keep file order there too.
+    """
+    lines = iter_lines(path)
+    block = _take(lines, chunk)
+    following = _take(lines, chunk)
+    if not following:
+        block.sort(key=_by_ts)  # list.sort is stable
+        yield from block
+        return
+    with tempfile.TemporaryDirectory(prefix="migwatch-sort-") as spill:
+        runs: list[Iterator[TraceLine]] = []
+        while block:
+            block.sort(key=_by_ts)
+            run = Path(spill) / f"{len(runs)}.jsonl"
+            run.write_bytes(b"".join(encode_line(sample) for sample in block))
+            runs.append(iter_lines(run))
+            block, following = following, _take(lines, chunk)
+        yield from heapq.merge(*runs, key=_by_ts)
+
+
+def _take(lines: Iterator[TraceLine], count: int) -> list[TraceLine]:
+    block = []
+    for sample in lines:
+        block.append(sample)
+        if len(block) >= count:
+            break
+    return block
+
+
+# --------------------------------------------------------------------------------------------- labels
+
+
+class MigrationLabel(_Record, kw_only=True):
+    """A migration from ``start`` (the migration command) to ``end`` (the VM runs on the destination)."""
+
+    target: str
+    start: float
+    end: float
+    downtime_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_interval(self.target, self.start, self.end)
+
+
+class BenignLabel(_Record, kw_only=True):
+    """Activity that is not a migration: a bulk copy, load, link trouble, a legitimate clock step."""
+
+    target: str
+    start: float
+    end: float
+    kind: str
+
+    def __post_init__(self) -> None:
+        _check_interval(self.target, self.start, self.end)
+
+
+def _check_interval(target: str, start: float, end: float) -> None:
+    _identifier("target", target)
+    _timestamp("start", start)
+    _timestamp("end", end)
+    if end < start:
+        raise RecordError(f"end: must be >= start ({start!r}), got {end!r}")
+
+
+class Labels(_Record, kw_only=True):
+    """The ground truth of a trace: its migrations and its benign episodes."""
+
+    v: int = 1
+    migrations: list[MigrationLabel] = []
+    benign: list[BenignLabel] = []
+
+
+def read_labels(path: str | os.PathLike[str]) -> Labels:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise TraceError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        return decode(Labels, raw)
+    except RecordError as error:
+        raise TraceError(f"{path}: {error}") from None
+
+
+def write_labels(path: str | os.PathLike[str], labels: Labels) -> None:
+    Path(path).write_bytes(encode(labels) + b"\n")
+
+
