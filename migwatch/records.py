@@ -80,14 +80,10 @@ def _number(
         return
     if not math.isfinite(value):
         _fail(name, "must be a finite number" + (" or null" if nullable else ""), value)
-    if (low is not None and value < low) or (high is not None and value > high):
-        if high is None:
-            rule = f"must be >= {low:g}"
-        elif low is None:
-            rule = f"must be <= {high:g}"
-        else:
-            rule = f"must be between {low:g} and {high:g}"
-        _fail(name, rule + (" or null" if nullable else ""), value)
+    if low is not None and value < low:
+        _fail(name, f"must be >= {low:.15g}" + (" or null" if nullable else ""), value)
+    if high is not None and value > high:
+        _fail(name, f"must be <= {high:.15g}" + (" or null" if nullable else ""), value)
 
 
 def _identifier(name: str, value: str) -> None:

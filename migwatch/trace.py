@@ -71,6 +71,8 @@ def _open(path: Path, mode: Literal["rb", "wb"]) -> IO[bytes]:
 
 def encode_line(sample: Sample) -> bytes:
     """One trace line (with its newline): the contract record with the ``type`` tag in front."""
+    if isinstance(sample, PingLine | ClockLine):  # read from a trace: msgspec writes the tag itself
+        return encode(sample) + b"\n"
     tag = _TAGS[PingSample if isinstance(sample, PingSample) else ClockSample]
     return tag + encode(sample)[1:] + b"\n"
 
