@@ -10,9 +10,11 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from kafka.errors import KafkaError
+
 from migwatch import config as config_module
-from migwatch import local_kafka
-from migwatch.records import RecordError, to_builtins
+from migwatch import local_kafka, target_registry
+from migwatch.records import RecordError, encode, to_builtins
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -30,7 +32,9 @@ _COMING = {
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="F", help="TOML config file (MIGWATCH_* variables override it)")
+    parser.add_argument(
+        "--config", required=True, metavar="F", help="TOML config file (MIGWATCH_* variables override it)"
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -66,6 +70,14 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--labels", metavar="L")
 
     _config_argument(verb("config", "validate a config file and print the settings in effect as JSON"))
+    targets = verb("targets", "manage the watched targets on the compacted targets topic")
+    targets.add_argument(
+        "action",
+        choices=["push", "remove", "list"],
+        help="push the config's targets, remove the ids given, or list the targets in force",
+    )
+    targets.add_argument("ids", nargs="*", metavar="ID", help="remove: the target ids to remove")
+    _config_argument(targets)
     local_kafka.add_arguments(verb("kafka", "run a local Apache Kafka for development (start, stop, status, ...)"))
     return parser
 
@@ -74,6 +86,28 @@ def _show_config(args: argparse.Namespace) -> int:
     settings = config_module.load(args.config)
     print(json.dumps(to_builtins(settings), indent=2))
     print(f"{args.config}: OK, {len(settings.targets)} targets", file=sys.stderr)
+    return 0
+
+
+def _targets(args: argparse.Namespace) -> int:
+    settings = config_module.load(args.config)
+    if args.action == "push":
+        if args.ids:
+            raise RecordError("targets push: takes no ids; it pushes the targets of the config file")
+        count = target_registry.push(settings.kafka, settings.targets)
+        print(f"pushed {count} targets to {settings.kafka.topic_prefix}targets")
+    elif args.action == "remove":
+        if not args.ids:
+            raise RecordError("targets remove: name at least one target id")
+        count = target_registry.remove(settings.kafka, args.ids)
+        print(f"removed {count} targets from {settings.kafka.topic_prefix}targets")
+    else:
+        targets, problems = target_registry.current(settings.kafka)
+        for _, target in sorted(targets.items()):
+            print(encode(target).decode())
+        for problem in problems:
+            print(f"migwatch targets: skipped a bad record: {problem}", file=sys.stderr)
+        print(f"{len(targets)} targets in force", file=sys.stderr)
     return 0
 
 
@@ -87,6 +121,7 @@ def _not_yet(args: argparse.Namespace) -> int:
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _show_config,
     "kafka": local_kafka.run,
+    "targets": _targets,
 }
 
 
@@ -97,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (config_module.ConfigError, RecordError) as error:
         print(f"migwatch: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KafkaError as error:
+        print(f"migwatch: Kafka error: {error}", file=sys.stderr)  # kafka-python names the error class
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

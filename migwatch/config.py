@@ -10,7 +10,7 @@ value; the CLI prints it and exits with code 2.
     >>> parse('[[targets]]\\nid = "a"\\naddress = "300.1.1.1"\\n', source="bad.toml", environ={})
     Traceback (most recent call last):
     ...
-    migwatch.config.ConfigError: bad.toml: targets[0].address: must be an IPv4/IPv6 address or a host name, got '300.1.1.1'
+    migwatch.config.ConfigError: bad.toml: targets[0].address: must be an IPv4/IPv6 address ..., got '300.1.1.1'
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     topic_prefix: str = "migwatch."
     # ping and ntp must have the same count (co-partitioned), and Faust's changelogs follow it.
     partitions: int = 8
+    # Names this process in the broker's logs and quotas.
+    client_id: str = "migwatch"
+    # How long a client waits for the first broker to answer before it reports the brokers unreachable.
+    connect_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         servers = self.servers
@@ -58,9 +62,10 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
             raise RecordError(
                 f"topic_prefix: must be up to 200 letters, digits, '.', '_' or '-', got {self.topic_prefix!r}"
             )
+        if not 0 < self.connect_timeout_s <= 3600:
+            raise RecordError(f"connect_timeout_s: must be > 0 and <= 3600, got {self.connect_timeout_s!r}")
         if not 1 <= self.partitions <= 10_000:
             raise RecordError(f"partitions: must be between 1 and 10000, got {self.partitions!r}")
-
 
     @property
     def servers(self) -> list[str]:
@@ -79,7 +84,9 @@ class Config(_Section, kw_only=True, forbid_unknown_fields=True):
         seen: dict[str, int] = {}
         for i, target in enumerate(self.targets):
             if target.id in seen:
-                raise RecordError(f"targets[{i}].id: duplicate target id, also targets[{seen[target.id]}], got {target.id!r}")
+                raise RecordError(
+                    f"targets[{i}].id: duplicate target id, also targets[{seen[target.id]}], got {target.id!r}"
+                )
             seen[target.id] = i
 
 

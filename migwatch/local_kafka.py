@@ -22,12 +22,12 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # The newest release that this project's tests show kafka-python, aiokafka and faust-streaming working
 # against (README, "Which Kafka").
-KAFKA_VERSION = "4.0.2"
+KAFKA_VERSION = "4.4.0"
 LOG4J_VERSION = "2.24.3"
 DEFAULT_PORT = 9092
 DEFAULT_HEAP = "512m"
@@ -113,7 +113,7 @@ class LocalKafka:
 
     port: int = DEFAULT_PORT
     version: str = KAFKA_VERSION
-    root: Path = cache_root()
+    root: Path = field(default_factory=cache_root)
     heap: str = DEFAULT_HEAP
 
     @property
@@ -233,7 +233,9 @@ class LocalKafka:
         deadline = time.monotonic() + timeout
         while True:
             if not _alive(pid):
-                raise LocalKafkaError(f"the broker exited during start-up; last lines of {self.log_file}:\n{self._tail()}")
+                raise LocalKafkaError(
+                    f"the broker exited during start-up; last lines of {self.log_file}:\n{self._tail()}"
+                )
             if self.ready():
                 return
             if time.monotonic() > deadline:
@@ -347,13 +349,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "fetch":
             seconds = broker.fetch()
-            print(f"Apache Kafka {broker.version} jars in {broker.libs}" + (f" (fetched in {seconds:.1f} s)" if seconds else " (cached)"))
+            print(
+                f"Apache Kafka {broker.version} jars in {broker.libs}"
+                + (f" (fetched in {seconds:.1f} s)" if seconds else " (cached)")
+            )
         elif args.action == "start":
             fetch_s = broker.fetch()
             pid, start_s = broker.start(fresh=args.fresh)
             timing = f"fetched in {fetch_s:.1f} s, " if fetch_s else ""
             timing += f"ready in {start_s:.1f} s" if start_s else "already running"
-            print(f"Apache Kafka {broker.version} listening on {broker.bootstrap} (pid {pid}; {timing}; log {broker.log_file})")
+            print(f"Apache Kafka {broker.version} listening on {broker.bootstrap} (pid {pid}; {timing})")
+            print(f"  log: {broker.log_file}")
             if not args.no_topics:
                 _print_topics(broker, args.topic_prefix, args.partitions)
         elif args.action == "topics":
@@ -365,7 +371,8 @@ def run(args: argparse.Namespace) -> int:
             if pid is None:
                 print(f"not running (port {broker.port})")
                 return 3
-            print(f"running: pid {pid}, {broker.bootstrap}, {'ready' if broker.ready() else 'not answering'}, log {broker.log_file}")
+            answer = "ready" if broker.ready() else "not answering"
+            print(f"running: pid {pid}, {broker.bootstrap}, {answer}, log {broker.log_file}")
     except LocalKafkaError as error:
         print(f"local kafka: error: {error}", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ Every keyed topic gets the same partition count: ``ping`` and ``ntp`` are joined
 
 from __future__ import annotations
 
-import logging
+import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,8 +24,6 @@ TOPICS: dict[str, Literal["compact", "delete"]] = {
     "feedback": "delete",
     "deadletter": "delete",
 }
-
-log = logging.getLogger(__name__)
 
 
 class TopicLayoutError(RuntimeError):
@@ -48,9 +46,7 @@ class TopicNames:
         return {self.prefix + name: policy for name, policy in TOPICS.items()}
 
 
-def ensure_topics(
-    admin: KafkaAdminClient, prefix: str, partitions: int, *, replication: int = 1
-) -> dict[str, str]:
+def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, replication: int = 1) -> dict[str, str]:
     """Create every contract topic that is missing; check those that exist.
 
     Returns full name -> ``"created"`` or ``"exists"``. Raises TopicLayoutError when an existing topic
@@ -69,16 +65,12 @@ def ensure_topics(
     ]
     result = {name: "exists" for name in existing}
     if missing:
-        try:
+        # Another process may create them between our look and our create: fine, checked below.
+        with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(missing, timeout_ms=30_000)
-        except TopicAlreadyExistsError:
-            # Another process created them between our look and our create: fine, checked below.
-            pass
         result.update({topic.name: "created" for topic in missing})
     problems = [
-        f"{name} has {count} partitions, wanted {partitions}"
-        for name, count in existing.items()
-        if count != partitions
+        f"{name} has {count} partitions, wanted {partitions}" for name, count in existing.items() if count != partitions
     ]
     policies = cleanup_policies(admin, list(existing))
     problems += [
@@ -101,7 +93,5 @@ def cleanup_policies(admin: KafkaAdminClient, topics: list[str]) -> dict[str, st
     resources = [ConfigResource(ConfigResourceType.TOPIC, topic, ["cleanup.policy"]) for topic in topics]
     described = admin.describe_configs(resources, config_filter="all").get("topic", {})
     return {
-        name: configs["cleanup.policy"]["value"]
-        for name, configs in described.items()
-        if "cleanup.policy" in configs
+        name: configs["cleanup.policy"]["value"] for name, configs in described.items() if "cleanup.policy" in configs
     }

@@ -64,7 +64,7 @@ def _open(path: Path, mode: Literal["rb", "wb"]) -> IO[bytes]:
     try:
         if path.suffix == ".gz":
             return gzip.open(path, mode)  # type: ignore[return-value]
-        return open(path, mode)  # noqa: SIM115 - the caller closes it
+        return open(path, mode)
     except OSError as error:
         raise TraceError(f"{path}: cannot open: {error.strerror or error}") from None
 
@@ -204,8 +204,8 @@ class Labels(_Record, kw_only=True):
     """The ground truth of a trace: its migrations and its benign episodes."""
 
     v: int = 1
-    migrations: list[MigrationLabel] = []
-    benign: list[BenignLabel] = []
+    migrations: list[MigrationLabel] = msgspec.field(default_factory=list)
+    benign: list[BenignLabel] = msgspec.field(default_factory=list)
 
 
 def read_labels(path: str | os.PathLike[str]) -> Labels:
@@ -222,5 +222,3 @@ def read_labels(path: str | os.PathLike[str]) -> Labels:
 
 def write_labels(path: str | os.PathLike[str], labels: Labels) -> None:
     Path(path).write_bytes(encode(labels) + b"\n")
-
-

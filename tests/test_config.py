@@ -107,7 +107,9 @@ def test_cli_reports_a_bad_config_on_one_line_with_exit_code_2(tmp_path: Path) -
     for verb in ("config", "probe", "worker", "watch"):
         result = _migwatch(verb, "--config", str(path))
         assert result.returncode == 2, (verb, result.stderr)
-        assert result.stderr == f"migwatch: error: {path}: targets[1].id: duplicate target id, also targets[0], got 'a'\n"
+        assert (
+            result.stderr == f"migwatch: error: {path}: targets[1].id: duplicate target id, also targets[0], got 'a'\n"
+        )
     result = _migwatch("config", "--config", str(tmp_path / "absent.toml"))
     assert (result.returncode, result.stderr.count("\n")) == (2, 1)
 

@@ -49,7 +49,7 @@ def test_lines_are_contract_records_with_a_type_field(tmp_path: Path) -> None:
     with TraceWriter(path) as writer:
         writer.write(ping(1.0))
         writer.write(clock(2.0))
-    lines = [json.loads(line) for line in gzip.open(path).read().splitlines()]
+    lines = [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
     assert [line["type"] for line in lines] == ["ping", "ntp"]
     assert lines[0] == {"type": "ping", "v": 1, "target": "vm-1", "address": "192.0.2.1", "kind": "vm",
                         "probe": "p", "seq": 0, "ts": 1.0, "rtt_ms": 0.5, "ttl": None}  # fmt: skip
