@@ -249,7 +249,10 @@ class LocalKafka:
 
         logging.getLogger("kafka").setLevel(logging.CRITICAL)  # refused connections are expected here
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+            # Short timeouts: the caller polls, and a stopped broker must read as not ready at once.
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, request_timeout_ms=5000, bootstrap_timeout_ms=3000
+            )
         except (KafkaError, OSError):
             return False
         try:
