@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import json
 import math
@@ -31,8 +32,8 @@ import msgspec
 
 SCHEMA_VERSION = 1
 
-# A ping can wait at most a minute (issue 3) and NTP answers come within seconds; an hour is far past any
-# real value and catches milliseconds sent as microseconds.
+# A ping waits at most a minute (issue 3) and NTP answers come within seconds: an hour is far past any
+# real value.
 MAX_DURATION_MS = 3_600_000.0
 # Sample times are UNIX seconds. The upper bound (2100-01-01) catches milliseconds sent as seconds.
 MAX_TS = 4_102_444_800.0
@@ -86,7 +87,7 @@ def _number(
         _fail(name, f"must be <= {high:.15g}" + (" or null" if nullable else ""), value)
 
 
-def _identifier(name: str, value: str) -> None:
+def check_identifier(name: str, value: str) -> None:
     """Target ids and probe names: Kafka keys and label values, so non-empty, short, no blanks."""
     if not value or len(value) > MAX_ID_LENGTH or _ID_FORBIDDEN.search(value):
         _fail(name, f"must be 1 to {MAX_ID_LENGTH} characters without spaces or control characters", value)
@@ -97,10 +98,12 @@ def _version(value: int) -> None:
         _fail("v", f"unsupported schema version (this reader knows {SCHEMA_VERSION})", value)
 
 
-def _timestamp(name: str, value: float) -> None:
+def check_timestamp(name: str, value: float) -> None:
     _number(name, value, low=0.0, high=MAX_TS)
 
 
+# Every sample repeats its target's address: parsing it once per address keeps decoding fast.
+@functools.lru_cache(maxsize=65_536)
 def is_address(value: str) -> bool:
     """True for an IPv4/IPv6 address or a DNS host name (RFC 1123), which the probe resolves itself."""
     try:
@@ -128,14 +131,14 @@ def _iso_time(name: str, value: str) -> None:
         _fail(name, "must be an ISO 8601 time such as 2026-11-26T18:30:00.123Z", value)
 
 
-class _Record(msgspec.Struct, kw_only=True):
+class Record(msgspec.Struct, kw_only=True):
     """Base of every record: keyword construction, and equality by value (msgspec's default)."""
 
 
 # --------------------------------------------------------------------------------------------- records
 
 
-class Target(_Record, kw_only=True):
+class Target(Record, kw_only=True):
     """What to watch: a VM, or a hypervisor (``kind="host"``) whose samples help to tell which host a VM
     left. ``hosts`` lists the ids of the hypervisors the VM may legitimately run on."""
 
@@ -152,16 +155,16 @@ class Target(_Record, kw_only=True):
 
     def __post_init__(self) -> None:
         _version(self.v)
-        _identifier("id", self.id)
+        check_identifier("id", self.id)
         _address("address", self.address)
         for i, host in enumerate(self.hosts):
-            _identifier(f"hosts[{i}]", host)
+            check_identifier(f"hosts[{i}]", host)
         _number("ping_interval_s", self.ping_interval_s, low=MIN_PING_INTERVAL_S, high=MAX_PING_INTERVAL_S)
         _number("ntp_interval_s", self.ntp_interval_s, low=MIN_PING_INTERVAL_S, high=MAX_NTP_INTERVAL_S)
-        _identifier("site", self.site)
+        check_identifier("site", self.site)
 
 
-class PingSample(_Record, kw_only=True):
+class PingSample(Record, kw_only=True):
     """One ICMP echo request. ``rtt_ms`` is null when no reply came within the timeout; ``ttl`` is the
     reply's TTL / hop limit, null when unknown. ``ts`` is the probe's wall clock when the request left."""
 
@@ -177,18 +180,18 @@ class PingSample(_Record, kw_only=True):
 
     def __post_init__(self) -> None:
         _version(self.v)
-        _identifier("target", self.target)
+        check_identifier("target", self.target)
         _address("address", self.address)
-        _identifier("probe", self.probe)
+        check_identifier("probe", self.probe)
         if self.seq < 0:
             _fail("seq", "must be >= 0", self.seq)
-        _timestamp("ts", self.ts)
+        check_timestamp("ts", self.ts)
         _number("rtt_ms", self.rtt_ms, low=0.0, high=MAX_DURATION_MS, nullable=True)
         if self.ttl is not None and not 0 <= self.ttl <= 255:
             _fail("ttl", "must be between 0 and 255 or null", self.ttl)
 
 
-class ClockSample(_Record, kw_only=True):
+class ClockSample(Record, kw_only=True):
     """One NTP query of the target. ``offset_ms`` is the target's clock against the probe's, negative when
     the target is behind. On failure ``offset_ms`` and ``delay_ms`` are null and ``error`` says why."""
 
@@ -208,10 +211,10 @@ class ClockSample(_Record, kw_only=True):
 
     def __post_init__(self) -> None:
         _version(self.v)
-        _identifier("target", self.target)
+        check_identifier("target", self.target)
         _address("address", self.address)
-        _identifier("probe", self.probe)
-        _timestamp("ts", self.ts)
+        check_identifier("probe", self.probe)
+        check_timestamp("ts", self.ts)
         # An answer has both figures, a failure neither: half a measurement would poison the detector.
         measured = self.error is None
         for name in ("offset_ms", "delay_ms"):
@@ -230,7 +233,7 @@ class ClockSample(_Record, kw_only=True):
         _number("root_dispersion_ms", self.root_dispersion_ms, low=0.0, nullable=True)
 
 
-class Evidence(_Record, kw_only=True):
+class Evidence(Record, kw_only=True):
     """What the detectors saw; every figure is null when that detector had nothing to say."""
 
     rtt_baseline_ms: float | None = None
@@ -253,7 +256,7 @@ class Evidence(_Record, kw_only=True):
         _number("learner_score", self.learner_score, low=0.0, high=1.0, nullable=True)
 
 
-class AlertDetail(_Record, kw_only=True):
+class AlertDetail(Record, kw_only=True):
     """The ``migwatch`` part of an Alert: our own fields, beside the ECS ones."""
 
     target: str
@@ -265,14 +268,14 @@ class AlertDetail(_Record, kw_only=True):
     evidence: Evidence = msgspec.field(default_factory=Evidence)
 
     def __post_init__(self) -> None:
-        _identifier("target", self.target)
+        check_identifier("target", self.target)
         _number("likelihood", self.likelihood, low=0.0, high=1.0)
-        _timestamp("detected_ts", self.detected_ts)
+        check_timestamp("detected_ts", self.detected_ts)
         if self.first_evidence_ts is not None:
-            _timestamp("first_evidence_ts", self.first_evidence_ts)
+            check_timestamp("first_evidence_ts", self.first_evidence_ts)
 
 
-class AlertEvent(_Record, kw_only=True):
+class AlertEvent(Record, kw_only=True):
     """ECS ``event``."""
 
     kind: str = "alert"
@@ -298,14 +301,14 @@ class AlertEvent(_Record, kw_only=True):
             _iso_time("start", self.start)
 
 
-class AlertHost(_Record, kw_only=True):
+class AlertHost(Record, kw_only=True):
     """ECS ``host``: the watched VM."""
 
     name: str
     ip: list[str] = []
 
 
-class AlertObserver(_Record, kw_only=True):
+class AlertObserver(Record, kw_only=True):
     """ECS ``observer``: the migwatch process that raised the alert."""
 
     name: str
@@ -313,13 +316,13 @@ class AlertObserver(_Record, kw_only=True):
     type: str = "monitor"
 
 
-class AlertRule(_Record, kw_only=True):
+class AlertRule(Record, kw_only=True):
     """ECS ``rule``."""
 
     name: str = "hybrid-ping-ntp"
 
 
-class Alert(_Record, kw_only=True):
+class Alert(Record, kw_only=True):
     """An event for the SIEM, in Elastic Common Schema field names with ours under ``migwatch``."""
 
     timestamp: str = msgspec.field(name="@timestamp")
@@ -333,7 +336,7 @@ class Alert(_Record, kw_only=True):
         _iso_time("@timestamp", self.timestamp)
 
 
-class Feedback(_Record, kw_only=True):
+class Feedback(Record, kw_only=True):
     """An analyst's verdict on an alert."""
 
     v: int = SCHEMA_VERSION
@@ -347,11 +350,11 @@ class Feedback(_Record, kw_only=True):
         _version(self.v)
         if not self.alert_id:
             _fail("alert_id", "must not be empty", self.alert_id)
-        _identifier("target", self.target)
-        _timestamp("ts", self.ts)
+        check_identifier("target", self.target)
+        check_timestamp("ts", self.ts)
 
 
-class DeadLetter(_Record, kw_only=True):
+class DeadLetter(Record, kw_only=True):
     """A message that could not be used: kept with the reason and the raw bytes, never dropped silently."""
 
     v: int = SCHEMA_VERSION

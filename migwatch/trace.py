@@ -29,10 +29,10 @@ import msgspec
 from migwatch.records import (
     ClockSample,
     PingSample,
+    Record,
     RecordError,
-    _identifier,
-    _Record,
-    _timestamp,
+    check_identifier,
+    check_timestamp,
     decode,
     encode,
 )
@@ -168,7 +168,7 @@ def _take(lines: Iterator[TraceLine], count: int) -> list[TraceLine]:
 # --------------------------------------------------------------------------------------------- labels
 
 
-class MigrationLabel(_Record, kw_only=True):
+class MigrationLabel(Record, kw_only=True):
     """A migration from ``start`` (the migration command) to ``end`` (the VM runs on the destination)."""
 
     target: str
@@ -180,7 +180,7 @@ class MigrationLabel(_Record, kw_only=True):
         _check_interval(self.target, self.start, self.end)
 
 
-class BenignLabel(_Record, kw_only=True):
+class BenignLabel(Record, kw_only=True):
     """Activity that is not a migration: a bulk copy, load, link trouble, a legitimate clock step."""
 
     target: str
@@ -193,14 +193,14 @@ class BenignLabel(_Record, kw_only=True):
 
 
 def _check_interval(target: str, start: float, end: float) -> None:
-    _identifier("target", target)
-    _timestamp("start", start)
-    _timestamp("end", end)
+    check_identifier("target", target)
+    check_timestamp("start", start)
+    check_timestamp("end", end)
     if end < start:
         raise RecordError(f"end: must be >= start ({start!r}), got {end!r}")
 
 
-class Labels(_Record, kw_only=True):
+class Labels(Record, kw_only=True):
     """The ground truth of a trace: its migrations and its benign episodes."""
 
     v: int = 1
