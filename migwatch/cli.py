@@ -25,8 +25,6 @@ _COMING = {
     "worker": "issue #5 (Faust stream workers)",
     "watch": "issue #7 (single-process mode)",
     "record": "issue #3 (probe workers) and #6 (migration lab)",
-    "replay": "issue #4 (detectors)",
-    "eval": "issue #4 (detectors)",
     "plot": "issue #4 (detectors)",
 }
 
@@ -111,6 +109,27 @@ def _targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from migwatch.replay import replay
+
+    with open(args.out, "wb") as out:
+        for alert in replay(args.trace):
+            out.write(encode(alert) + b"\n")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from migwatch.detectors.evaluate import score, table
+    from migwatch.replay import replay
+    from migwatch.trace import read_labels
+
+    labels = read_labels(args.labels)  # a bad labels file fails before the long replay
+    alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replay(args.trace)]
+    result = score(alerts, labels)
+    print(json.dumps(result) if args.json else table(result))
+    return 0
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     if getattr(args, "config", None):
         config_module.load(args.config)  # a bad config is reported now, not when the verb arrives
@@ -122,6 +141,8 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _show_config,
     "kafka": local_kafka.run,
     "targets": _targets,
+    "replay": _replay,
+    "eval": _eval,
 }
 
 
@@ -129,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return _HANDLERS.get(args.verb, _not_yet)(args)
+    except OSError as error:
+        print(f"migwatch: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
     except (config_module.ConfigError, RecordError) as error:
         print(f"migwatch: error: {error}", file=sys.stderr)
         return EXIT_USAGE

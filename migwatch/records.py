@@ -244,6 +244,9 @@ class Evidence(Record, kw_only=True):
     time_lag_ms: float | None = None
     ttl_change: int | None = None
     learner_score: float | None = None
+    # Beyond the contract's example (issue #4): the watched hypervisor whose pings showed the migration
+    # at the same time, most likely the host the VM left. Readers that do not know it ignore it.
+    source_host: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("rtt_baseline_ms", "rtt_mean_ms", "rtt_max_ms"):

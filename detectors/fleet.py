@@ -1,0 +1,124 @@
+"""A fleet of targets: routes each sample to its target's detectors and holds what needs all of them.
+
+Two things need more than one target. A step of every target's NTP offset at once is the probe's own
+clock moving, not a migration: a time lag waits ``common_wait_s`` of event time for other targets'
+steps, and counts only if fewer than ``common_fraction`` of the NTP targets (and fewer than
+``common_min_targets``) stepped alike. And a VM's hypervisors, when watched (``hosts`` of its Target),
+corroborate its ping pattern when one of them shows a pattern at the same time: that host is named as the
+likely source.
+
+    >>> from migwatch.records import ClockSample
+    >>> fleet = Fleet()
+    >>> def clock(target, t, offset):
+    ...     return ClockSample(target=target, address="192.0.2.1", probe="p", ts=float(t), offset_ms=offset,
+    ...                        delay_ms=0.2)
+    >>> alerts = []
+    >>> for t in range(0, 300, 30):              # the probe's clock steps 50 ms at t=150: all targets lag
+    ...     for i, target in enumerate(["a", "b", "c", "d"]):
+    ...         alerts += fleet.update(clock(target, t + i, 0.0 if t < 150 else -50.0))
+    >>> alerts, fleet.detectors["a"].lag.common_mode_ts
+    ([], 150.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from migwatch.detectors.settings import DEFAULTS, Settings
+from migwatch.detectors.target import TargetDetector
+from migwatch.records import Alert, ClockSample, PingSample, Target
+
+
+class CommonMode(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Recent offset steps of all targets, and when each target last answered NTP."""
+
+    steps: list[tuple[float, str, float]] = []  # (ts, target, step_ms)
+    clock_ts: dict[str, float] = {}
+
+
+class Fleet:
+    """Per-target detectors by target id; ``update(sample) -> list[Alert]``."""
+
+    def __init__(
+        self, settings: Settings = DEFAULTS, observer: str = "migwatch", targets: Iterable[Target] = ()
+    ) -> None:
+        self.settings = settings
+        self.observer = observer
+        self.targets: dict[str, Target] = {target.id: target for target in targets}
+        self.detectors: dict[str, TargetDetector] = {}
+        self.common = CommonMode()
+
+    def watch(self, target: Target) -> None:
+        """Learn a target's record (its hypervisors, say); samples of unknown targets are watched anyway."""
+        self.targets[target.id] = target
+
+    def forget(self, target_id: str) -> None:
+        self.targets.pop(target_id, None)
+        self.detectors.pop(target_id, None)
+        self.common.clock_ts.pop(target_id, None)
+
+    def update(self, sample: PingSample | ClockSample) -> list[Alert]:
+        detector = self.detectors.get(sample.target)
+        if detector is None:
+            detector = self.detectors[sample.target] = TargetDetector()
+        return detector.update(sample, self.settings, self)
+
+    # ------------------------------------------------------------------ what a target may ask (FleetContext)
+
+    def clock_seen(self, target: str, ts: float, step_ms: float | None) -> None:
+        self.common.clock_ts[target] = ts
+        if step_ms is not None:
+            horizon = ts - 4 * self.settings.common_wait_s
+            self.common.steps = [step for step in self.common.steps if step[0] >= horizon]
+            self.common.steps.append((ts, target, step_ms))
+
+    def lag_wait_s(self) -> float:
+        # Too few NTP targets to tell a common-mode step: waiting would only delay the alert.
+        enough = len(self.common.clock_ts) >= self.settings.common_min_targets
+        return self.settings.common_wait_s if enough else 0.0
+
+    def common_mode(self, target: str, ts: float, step_ms: float) -> bool:
+        settings = self.settings
+        wait = settings.common_wait_s
+        active = sum(1 for seen in self.common.clock_ts.values() if abs(seen - ts) <= 2 * wait)
+        tolerance = max(settings.common_tolerance * abs(step_ms), 2.0)
+        alike = {
+            other
+            for when, other, step in self.common.steps
+            if abs(when - ts) <= wait and (step < 0) == (step_ms < 0) and abs(step - step_ms) <= tolerance
+        }
+        alike.add(target)
+        return len(alike) >= settings.common_min_targets and len(alike) >= settings.common_fraction * active
+
+    def source_host(self, target: str, ts: float) -> str | None:
+        record = self.targets.get(target)
+        if record is None:
+            return None
+        for host in record.hosts:
+            detector = self.detectors.get(host)
+            last = detector.ping.pattern_last_ts if detector is not None else None
+            if last is not None and abs(ts - last) <= self.settings.host_window_s:
+                return host
+        return None
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def snapshot(self) -> bytes:
+        """The whole fleet's state as JSON (targets' detectors and the common-mode record)."""
+        return msgspec.json.encode({"detectors": self.detectors, "common": self.common})
+
+    @classmethod
+    def restore(
+        cls, raw: bytes, settings: Settings = DEFAULTS, observer: str = "migwatch", targets: Iterable[Target] = ()
+    ) -> Fleet:
+        state = msgspec.json.decode(raw, type=_FleetState)
+        fleet = cls(settings, observer, targets)
+        fleet.detectors, fleet.common = state.detectors, state.common
+        return fleet
+
+
+class _FleetState(msgspec.Struct):
+    detectors: dict[str, TargetDetector]
+    common: CommonMode

@@ -1,0 +1,142 @@
+"""The paper's ping heuristic: raised mean RTT, high outliers at the start, unanswered pings at the switch.
+
+Fiebig et al. (CLOSER 2013, section 5) name three signs of a live migration in a VM's ping round-trip
+times: a higher average RTT while memory is copied, very high outliers mainly at the start, and unanswered
+pings while the VM is stopped and switched. A bulk copy over the same link shows the first two only.
+
+``PingHeuristic`` judges each event-time window (``window_s``, aligned to the epoch) against a robust
+baseline that does not learn from an ongoing episode, and keeps the episode's evidence for the fusion:
+
+    >>> from migwatch.records import PingSample
+    >>> ping = PingHeuristic()
+    >>> def sample(t, rtt):
+    ...     return PingSample(target="vm", address="192.0.2.1", probe="p", seq=t, ts=float(t), rtt_ms=rtt)
+    >>> for t in range(60):                       # a quiet minute: ~0.3 ms
+    ...     ping.update(sample(t, 0.3 + (t % 3) * 0.01))
+    >>> ping.phase(60.0) is None
+    True
+    >>> for t in range(60, 70):                   # memory copy: RTT up, outliers
+    ...     ping.update(sample(t, 45.0 if t == 60 else 2.5))
+    >>> ping.phase(70.0), ping.pattern_first_ts
+    ('memory-copy', 60.0)
+    >>> for t in range(70, 72):                   # stop-and-copy: no replies
+    ...     ping.update(sample(t, None))
+    >>> ping.phase(72.0), ping.unanswered, ping.max_run
+    ('stop-and-copy', 2, 2)
+    >>> ping.update(sample(72, 0.4))              # the VM answers again, on its new host
+    >>> ping.phase(72.0)
+    'switched'
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from migwatch.detectors.baseline import RobustBaseline
+from migwatch.detectors.settings import DEFAULTS, Settings
+from migwatch.records import PingSample
+
+
+class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Per-target state of the ping heuristic. ``update(sample)`` consumes one PingSample."""
+
+    baseline: RobustBaseline = msgspec.field(default_factory=RobustBaseline)
+    # The current window.
+    window_start: float | None = None
+    w_answered: int = 0
+    w_sum: float = 0.0
+    w_outliers: int = 0
+    # The episode: from the first pattern until episode_gap_s of quiet.
+    pattern_first_ts: float | None = None
+    pattern_last_ts: float | None = None
+    mean_ms: float | None = None  # highest raised window mean of the episode
+    max_ms: float | None = None  # highest RTT of the episode
+    outliers: int = 0
+    unanswered: int = 0  # unanswered pings of the episode (or since the last reply, outside one)
+    run: int = 0  # consecutive unanswered pings now
+    max_run: int = 0
+    loss_last_ts: float | None = None
+    resumed_ts: float | None = None  # first reply after unanswered pings: the VM runs again
+    last_rtt_ms: float | None = None
+
+    def in_episode(self, ts: float, settings: Settings = DEFAULTS) -> bool:
+        last = self.pattern_last_ts
+        return last is not None and ts - last <= settings.episode_gap_s
+
+    def update(self, sample: PingSample, settings: Settings = DEFAULTS) -> None:
+        ts, rtt = sample.ts, sample.rtt_ms
+        if self.window_start is None or ts >= self.window_start + settings.window_s or ts < self.window_start:
+            self.window_start = math.floor(ts / settings.window_s) * settings.window_s
+            self.w_answered, self.w_sum, self.w_outliers = 0, 0.0, 0
+        if not self.in_episode(ts, settings) and self.pattern_last_ts is not None:
+            self._end_episode()
+        if rtt is None:
+            self._unanswered(ts, settings)
+            return
+        if self.run:
+            self.resumed_ts = ts
+            self.run = 0
+        self.last_rtt_ms = rtt
+        baseline = self.baseline
+        if not baseline.ready:
+            baseline.update(rtt, settings)
+            return
+        assert baseline.median is not None
+        spread = baseline.spread(settings)
+        outlier = rtt > baseline.median + settings.outlier_k * spread
+        self.w_answered += 1
+        self.w_sum += rtt
+        self.w_outliers += outlier
+        mean = self.w_sum / self.w_answered
+        raised = self.w_answered >= settings.window_min_pings and mean > baseline.median + settings.mean_k * spread
+        if raised or self.w_outliers >= settings.pattern_outliers:
+            self._pattern(ts, rtt, mean if raised else None, outlier)
+        elif self.in_episode(ts, settings):
+            self.outliers += outlier
+            self.max_ms = max(self.max_ms or 0.0, rtt)
+        # The baseline does not learn from an episode (it would learn the anomaly), unless the "episode"
+        # lasts so long that it is the new normal.
+        first = self.pattern_first_ts
+        if first is None or not self.in_episode(ts, settings) or ts - first > settings.baseline_freeze_s:
+            baseline.update(rtt, settings)
+
+    def _pattern(self, ts: float, rtt: float, mean: float | None, outlier: bool) -> None:
+        if self.pattern_first_ts is None:
+            # The window's earlier outliers belong to the episode too: they are its start.
+            self.pattern_first_ts = self.window_start if self.w_outliers else ts
+            self.outliers = self.w_outliers
+            self.unanswered = 0
+            self.max_run = 0
+        else:
+            self.outliers += outlier
+        self.pattern_last_ts = ts
+        self.max_ms = max(self.max_ms or 0.0, rtt)
+        if mean is not None:
+            self.mean_ms = max(self.mean_ms or 0.0, mean)
+
+    def _unanswered(self, ts: float, settings: Settings) -> None:
+        if not self.run and not self.in_episode(ts, settings):
+            self.unanswered = 0
+            self.max_run = 0
+        self.run += 1
+        self.unanswered += 1
+        self.max_run = max(self.max_run, self.run)
+        self.loss_last_ts = ts
+
+    def _end_episode(self) -> None:
+        self.pattern_first_ts = self.pattern_last_ts = None
+        self.mean_ms = self.max_ms = None
+        self.outliers = 0
+        self.resumed_ts = None
+
+    def phase(self, ts: float, settings: Settings = DEFAULTS) -> str | None:
+        """The migration phase the pings point at now, or None when they show nothing."""
+        if self.run:
+            return "stop-and-copy"
+        if self.resumed_ts is not None and self.in_episode(ts, settings):
+            return "switched"
+        if self.in_episode(ts, settings):
+            return "memory-copy"
+        return None

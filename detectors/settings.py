@@ -1,0 +1,65 @@
+"""Every threshold of the detectors, by name, with defaults that work untuned at a 1 s ping interval and a
+30 s NTP interval.
+
+Settings are immutable and come with each call to a per-target detector, so that all targets share one
+Settings object and their JSON state holds data only.
+
+    >>> DEFAULTS.window_s, DEFAULTS.lag_min_ms
+    (5.0, 2.0)
+    >>> Settings(window_s=0)
+    Traceback (most recent call last):
+    ...
+    migwatch.records.RecordError: window_s: must be > 0, got 0
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from migwatch.records import RecordError
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Detector thresholds. RTT figures are milliseconds, times are seconds of event time."""
+
+    # --- RTT baseline (robust, per target)
+    baseline_warmup: int = 20  # answered pings before the baseline is trusted
+    baseline_rate: float = 0.05  # step of the streaming median, in units of the current spread
+    rtt_floor_ms: float = 0.05  # smallest RTT spread assumed: sub-ms LAN noise is not a signal
+    rtt_relative_floor: float = 0.1  # ... nor is a change under 10 % of the baseline
+    # --- ping heuristic (the paper's): event-time tumbling windows
+    window_s: float = 5.0
+    window_min_pings: int = 3  # answered pings a window needs before its mean is judged
+    mean_k: float = 4.0  # window mean raised: above baseline + mean_k spreads
+    outlier_k: float = 8.0  # a high outlier: above baseline + outlier_k spreads
+    pattern_outliers: int = 2  # outliers in one window that make a pattern on their own
+    episode_gap_s: float = 30.0  # quiet time after which a pattern episode has ended
+    baseline_freeze_s: float = 300.0  # the baseline does not learn from an episode younger than this
+    # --- reply TTL
+    ttl_confirm: int = 2  # replies with the new TTL before a change counts
+    # --- NTP time lag
+    lag_history: int = 8  # good offsets kept as the reference level
+    lag_warmup: int = 3  # offsets needed before steps are judged
+    lag_min_ms: float = 2.0  # smallest step that counts, however quiet the series
+    lag_noise_k: float = 6.0  # a step must exceed lag_noise_k spreads of the recent offsets
+    lag_delay_k: float = 0.5  # ... and lag_delay_k x the sample's round-trip delay (offset error <= delay/2)
+    lag_delay_max_factor: float = 3.0  # samples with delay > factor x usual delay (+1 ms) are not trusted
+    # --- common-mode rejection: the probe's own clock stepping moves every target at once
+    common_wait_s: float = 30.0  # a lag waits this long for other targets' steps before it counts
+    common_min_targets: int = 3  # fleets with fewer NTP targets cannot tell, and do not wait
+    common_fraction: float = 0.5  # share of NTP targets stepping alike that makes a step common-mode
+    common_tolerance: float = 0.25  # steps alike: within this share of each other (or 2 ms)
+    # --- fusion
+    clear_after_s: float = 120.0  # quiet event time after which an alerted target is cleared
+    host_window_s: float = 30.0  # a hypervisor pattern this close to the VM's corroborates it
+
+    def __post_init__(self) -> None:
+        for field in msgspec.structs.fields(self):
+            value = getattr(self, field.name)
+            if not value > 0:
+                raise RecordError(f"{field.name}: must be > 0, got {value!r}")
+        if self.common_fraction > 1:
+            raise RecordError(f"common_fraction: must be <= 1, got {self.common_fraction!r}")
+
+
+DEFAULTS = Settings()

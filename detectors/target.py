@@ -1,0 +1,93 @@
+"""All detectors of one target, fed one sample at a time: ``update(sample) -> list[Alert]``.
+
+>>> from migwatch.records import ClockSample, PingSample
+>>> vm = TargetDetector()
+>>> def ping(t, rtt):
+...     return PingSample(target="web-01", address="192.0.2.10", probe="p", seq=t, ts=float(t), rtt_ms=rtt)
+>>> def clock(t, offset):
+...     return ClockSample(target="web-01", address="192.0.2.10", probe="p", ts=float(t), offset_ms=offset,
+...                        delay_ms=0.2)
+>>> alerts = []
+>>> for t in range(120):
+...     alerts += vm.update(ping(t, 0.3 + (t % 3) * 0.01))
+...     if t % 30 == 0:
+...         alerts += vm.update(clock(t, 0.02 * (t % 4)))
+>>> for t in range(120, 135):       # memory copy, then two unanswered pings, then the switch
+...     alerts += vm.update(ping(t, None if t in (131, 132) else 3.0))
+>>> alerts += vm.update(clock(135, -480.0))
+>>> [(a.migwatch.state, a.migwatch.detected_ts, a.migwatch.phase) for a in alerts]
+[('suspected', 121.0, 'memory-copy'), ('likely', 131.0, 'stop-and-copy'), ('confirmed', 135.0, 'switched')]
+>>> round(alerts[-1].migwatch.evidence.time_lag_ms, 1)
+-480.0
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+from migwatch.detectors.fusion import Fusion
+from migwatch.detectors.ping import PingHeuristic
+from migwatch.detectors.settings import DEFAULTS, Settings
+from migwatch.detectors.timelag import TimeLag
+from migwatch.detectors.ttl import TtlChange
+from migwatch.records import Alert, ClockSample, PingSample
+
+
+class FleetContext(Protocol):
+    """What a target's detectors may ask of the fleet around them (see :class:`~.fleet.Fleet`)."""
+
+    observer: str
+
+    def clock_seen(self, target: str, ts: float, step_ms: float | None) -> None: ...
+
+    def lag_wait_s(self) -> float: ...
+
+    def common_mode(self, target: str, ts: float, step_ms: float) -> bool: ...
+
+    def source_host(self, target: str, ts: float) -> str | None: ...
+
+
+class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The state of one watched target: ping heuristic, reply TTL, time lag and their fusion."""
+
+    target: str = ""
+    address: str = ""
+    ping: PingHeuristic = msgspec.field(default_factory=PingHeuristic)
+    ttl: TtlChange = msgspec.field(default_factory=TtlChange)
+    lag: TimeLag = msgspec.field(default_factory=TimeLag)
+    fusion: Fusion = msgspec.field(default_factory=Fusion)
+
+    def update(
+        self, sample: PingSample | ClockSample, settings: Settings = DEFAULTS, context: FleetContext | None = None
+    ) -> list[Alert]:
+        self.target, self.address = sample.target, sample.address
+        ts = sample.ts
+        if isinstance(sample, PingSample):
+            self.ping.update(sample, settings)
+            self.ttl.update(sample, settings)
+        else:
+            pending = self.lag.pending_ts
+            self.lag.update(sample, settings)
+            if context is not None and sample.error is None:
+                new_step = self.lag.pending_step_ms if self.lag.pending_ts != pending else None
+                context.clock_seen(self.target, ts, new_step)
+        lag = self.lag
+        if lag.pending_ts is not None and lag.pending_step_ms is not None:
+            wait = context.lag_wait_s() if context is not None else 0.0
+            if ts >= lag.pending_ts + wait:
+                common = context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
+                lag.resolve(common_mode=common)
+        in_pattern = self.ping.in_episode(ts, settings)
+        source = context.source_host(self.target, ts) if context is not None and in_pattern else None
+        observer = context.observer if context is not None else "migwatch"
+        return self.fusion.assess(
+            ts,
+            identity=(self.target, self.address, observer),
+            ping=self.ping,
+            ttl=self.ttl,
+            lag=self.lag,
+            source_host=source,
+            settings=settings,
+        )

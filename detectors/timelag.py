@@ -1,0 +1,105 @@
+"""NTP time-lag detection: the VM's clock falls behind when it is paused for the switch.
+
+A VM stopped for the stop-and-copy phase resumes with its clock where it stopped: its NTP offset against
+the probe steps down by about the outage, then its own NTP daemon slews it back slowly. ``TimeLag`` keeps
+the recent good offsets as a reference level and flags a step down that exceeds the larger of
+``lag_min_ms``, ``lag_noise_k`` spreads of the recent offsets, and ``lag_delay_k`` x the sample's round-trip
+delay (an NTP offset is only known to within half the delay).
+
+Not a lag: failed queries (``error`` set), samples whose delay is far above the usual (a queued reply),
+steps up, and steps towards zero (the VM's own NTP correcting its clock). A step is first *pending*; the
+caller resolves it (:meth:`TimeLag.resolve`) once it knows whether every target stepped alike, which means
+the probe's own clock moved (see :mod:`migwatch.detectors.fleet`).
+
+    >>> from migwatch.records import ClockSample
+    >>> lag = TimeLag()
+    >>> def clock(t, offset):
+    ...     return ClockSample(target="vm", address="192.0.2.1", probe="p", ts=float(t), offset_ms=offset, delay_ms=0.2)
+    >>> for t, offset in enumerate([0.01, -0.02, 0.0, 0.03, -0.01]):
+    ...     lag.update(clock(30 * t, offset))
+    >>> lag.update(clock(150, -25.0))             # the VM was paused for 25 ms
+    >>> lag.pending_ts, round(lag.pending_step_ms, 2)
+    (150.0, -25.0)
+    >>> lag.resolve(common_mode=False)
+    >>> lag.lag_ts, round(lag.lag_ms, 2)
+    (150.0, -25.0)
+    >>> lag.update(clock(180, -12.0))             # converging back: a step towards zero, not a new lag
+    >>> lag.pending_ts is None
+    True
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import msgspec
+
+from migwatch.detectors.baseline import MAD_TO_SIGMA
+from migwatch.detectors.settings import DEFAULTS, Settings
+from migwatch.records import ClockSample
+
+
+class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Per-target NTP offset series; ``update(sample)`` consumes one ClockSample."""
+
+    offsets: list[float] = []  # recent good offsets: the reference level
+    delays: list[float] = []
+    pending_ts: float | None = None  # a step seen, waiting for the common-mode verdict
+    pending_offset_ms: float | None = None
+    pending_step_ms: float | None = None
+    lag_ts: float | None = None  # the last lag that counted
+    lag_ms: float | None = None
+    common_mode_ts: float | None = None  # the last step rejected as the probe's own clock moving
+    offset_ms: float | None = None  # the last good offset
+
+    def ready(self, settings: Settings = DEFAULTS) -> bool:
+        return len(self.offsets) >= settings.lag_warmup
+
+    def update(self, sample: ClockSample, settings: Settings = DEFAULTS) -> None:
+        offset, delay = sample.offset_ms, sample.delay_ms
+        if sample.error is not None or offset is None or delay is None:
+            return
+        if self.delays and delay > settings.lag_delay_max_factor * statistics.median(self.delays) + 1.0:
+            return  # a queued or rerouted reply: its offset is not to be trusted
+        self.offset_ms = offset
+        if not self.ready(settings):
+            self._remember(offset, delay, settings)
+            return
+        reference = statistics.median(self.offsets)
+        step = offset - reference
+        if step >= 0 or abs(offset) < abs(reference) - abs(step) / 2:
+            # Level or up, or towards zero (the VM's NTP correcting): re-base on a clear move.
+            if abs(step) > self.threshold(delay, settings):
+                self.offsets, self.delays = [], []
+            self._remember(offset, delay, settings)
+            return
+        if -step > self.threshold(delay, settings):
+            if self.pending_ts is None:
+                self.pending_ts, self.pending_offset_ms, self.pending_step_ms = sample.ts, offset, step
+            return  # the reference keeps its level until the step is resolved
+        self._remember(offset, delay, settings)
+
+    def threshold(self, delay_ms: float, settings: Settings = DEFAULTS) -> float:
+        """The smallest step down that counts, for a sample with this round-trip delay."""
+        median = statistics.median(self.offsets)
+        noise = MAD_TO_SIGMA * statistics.median(abs(x - median) for x in self.offsets)
+        return max(settings.lag_min_ms, settings.lag_noise_k * noise, settings.lag_delay_k * delay_ms)
+
+    def resolve(self, *, common_mode: bool) -> None:
+        """Settle the pending step: a lag, or (``common_mode``) the probe's own clock moving."""
+        if self.pending_ts is None:
+            return
+        if common_mode:
+            self.common_mode_ts = self.pending_ts
+        else:
+            self.lag_ts, self.lag_ms = self.pending_ts, self.pending_step_ms
+        # Either way the offsets have a new level from here on; the path's delays have not changed.
+        assert self.pending_offset_ms is not None
+        self.offsets = [self.pending_offset_ms]
+        self.pending_ts = self.pending_offset_ms = self.pending_step_ms = None
+
+    def _remember(self, offset: float, delay: float, settings: Settings) -> None:
+        self.offsets.append(offset)
+        self.delays.append(delay)
+        limit = settings.lag_history
+        del self.offsets[:-limit], self.delays[:-limit]
