@@ -47,6 +47,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
     window_start: float | None = None
     w_answered: int = 0
     w_sum: float = 0.0
+    w_max: float = 0.0
     w_outliers: int = 0
     # The episode: from the first pattern until episode_gap_s of quiet.
     pattern_first_ts: float | None = None
@@ -69,7 +70,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         ts, rtt = sample.ts, sample.rtt_ms
         if self.window_start is None or ts >= self.window_start + settings.window_s or ts < self.window_start:
             self.window_start = math.floor(ts / settings.window_s) * settings.window_s
-            self.w_answered, self.w_sum, self.w_outliers = 0, 0.0, 0
+            self.w_answered, self.w_sum, self.w_max, self.w_outliers = 0, 0.0, 0.0, 0
         if not self.in_episode(ts, settings) and self.pattern_last_ts is not None:
             self._end_episode()
         if rtt is None:
@@ -88,18 +89,23 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         outlier = rtt > baseline.median + settings.outlier_k * spread
         self.w_answered += 1
         self.w_sum += rtt
+        self.w_max = max(self.w_max, rtt)
         self.w_outliers += outlier
-        mean = self.w_sum / self.w_answered
-        raised = self.w_answered >= settings.window_min_pings and mean > baseline.median + settings.mean_k * spread
+        # The mean leaves out the window's slowest reply: one stray slow reply must not raise it (outliers
+        # are counted on their own).
+        answered = self.w_answered - 1
+        mean = (self.w_sum - self.w_max) / answered if answered else rtt
+        raised = answered >= settings.window_min_pings and mean > baseline.median + settings.mean_k * spread
         if raised or self.w_outliers >= settings.pattern_outliers:
             self._pattern(ts, rtt, mean if raised else None, outlier)
         elif self.in_episode(ts, settings):
             self.outliers += outlier
             self.max_ms = max(self.max_ms or 0.0, rtt)
-        # The baseline does not learn from an episode (it would learn the anomaly), unless the "episode"
-        # lasts so long that it is the new normal.
+        # The baseline learns neither outliers nor an episode (it would learn the anomaly), unless the
+        # "episode" lasts so long that it is the new normal.
         first = self.pattern_first_ts
-        if first is None or not self.in_episode(ts, settings) or ts - first > settings.baseline_freeze_s:
+        lasting = first is not None and ts - first > settings.baseline_freeze_s
+        if lasting or not (outlier or self.in_episode(ts, settings)):
             baseline.update(rtt, settings)
 
     def _pattern(self, ts: float, rtt: float, mean: float | None, outlier: bool) -> None:
