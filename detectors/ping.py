@@ -68,10 +68,13 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     def update(self, sample: PingSample, settings: Settings = DEFAULTS) -> None:
         ts, rtt = sample.ts, sample.rtt_ms
-        if self.window_start is None or ts >= self.window_start + settings.window_s or ts < self.window_start:
+        start = self.window_start
+        if start is None or not start <= ts < start + settings.window_s:
             self.window_start = math.floor(ts / settings.window_s) * settings.window_s
             self.w_answered, self.w_sum, self.w_max, self.w_outliers = 0, 0.0, 0.0, 0
-        if not self.in_episode(ts, settings) and self.pattern_last_ts is not None:
+        last = self.pattern_last_ts
+        episode = last is not None and ts - last <= settings.episode_gap_s
+        if last is not None and not episode:
             self._end_episode()
         if rtt is None:
             self._unanswered(ts, settings)
@@ -81,31 +84,33 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
             self.run = 0
         self.last_rtt_ms = rtt
         baseline = self.baseline
-        if not baseline.ready:
+        median = baseline.median
+        if median is None:
             baseline.update(rtt, settings)
             return
-        assert baseline.median is not None
         spread = baseline.spread(settings)
-        outlier = rtt > baseline.median + settings.outlier_k * spread
+        outlier = rtt > median + settings.outlier_k * spread
         self.w_answered += 1
         self.w_sum += rtt
-        self.w_max = max(self.w_max, rtt)
+        if rtt > self.w_max:
+            self.w_max = rtt
         self.w_outliers += outlier
         # The mean leaves out the window's slowest reply: one stray slow reply must not raise it (outliers
         # are counted on their own).
         answered = self.w_answered - 1
         mean = (self.w_sum - self.w_max) / answered if answered else rtt
-        raised = answered >= settings.window_min_pings and mean > baseline.median + settings.mean_k * spread
+        raised = answered >= settings.window_min_pings and mean > median + settings.mean_k * spread
         if raised or self.w_outliers >= settings.pattern_outliers:
             self._pattern(ts, rtt, mean if raised else None, outlier)
-        elif self.in_episode(ts, settings):
+            episode = True
+        elif episode:
             self.outliers += outlier
             self.max_ms = max(self.max_ms or 0.0, rtt)
         # The baseline learns neither outliers nor an episode (it would learn the anomaly), unless the
         # "episode" lasts so long that it is the new normal.
-        first = self.pattern_first_ts
-        lasting = first is not None and ts - first > settings.baseline_freeze_s
-        if lasting or not (outlier or self.in_episode(ts, settings)):
+        if not (outlier or episode):
+            baseline.update(rtt, settings)
+        elif (first := self.pattern_first_ts) is not None and ts - first > settings.baseline_freeze_s:
             baseline.update(rtt, settings)
 
     def _pattern(self, ts: float, rtt: float, mean: float | None, outlier: bool) -> None:
