@@ -92,8 +92,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         outlier = rtt > median + settings.outlier_k * spread
         self.w_answered += 1
         self.w_sum += rtt
-        if rtt > self.w_max:
-            self.w_max = rtt
+        self.w_max = max(self.w_max, rtt)
         self.w_outliers += outlier
         # The mean leaves out the window's slowest reply: one stray slow reply must not raise it (outliers
         # are counted on their own).
@@ -108,9 +107,9 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
             self.max_ms = max(self.max_ms or 0.0, rtt)
         # The baseline learns neither outliers nor an episode (it would learn the anomaly), unless the
         # "episode" lasts so long that it is the new normal.
-        if not (outlier or episode):
-            baseline.update(rtt, settings)
-        elif (first := self.pattern_first_ts) is not None and ts - first > settings.baseline_freeze_s:
+        first = self.pattern_first_ts
+        lasting = first is not None and ts - first > settings.baseline_freeze_s
+        if lasting or not (outlier or episode):
             baseline.update(rtt, settings)
 
     def _pattern(self, ts: float, rtt: float, mean: float | None, outlier: bool) -> None:

@@ -25,7 +25,6 @@ _COMING = {
     "worker": "issue #5 (Faust stream workers)",
     "watch": "issue #7 (single-process mode)",
     "record": "issue #3 (probe workers) and #6 (migration lab)",
-    "plot": "issue #4 (detectors)",
 }
 
 
@@ -130,6 +129,14 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from migwatch.plot import plot
+
+    pings, clocks = plot(args.trace, args.target, args.out, args.labels)
+    print(f"{args.out}: {pings} pings and {clocks} NTP answers of {args.target}", file=sys.stderr)
+    return 0
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     if getattr(args, "config", None):
         config_module.load(args.config)  # a bad config is reported now, not when the verb arrives
@@ -143,6 +150,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "targets": _targets,
     "replay": _replay,
     "eval": _eval,
+    "plot": _plot,
 }
 
 

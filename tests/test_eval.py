@@ -86,3 +86,17 @@ def test_eval_reports_bad_input_with_exit_code_2(corpus: tuple[Path, Path], tmp_
     assert result.stderr == f"migwatch: error: {bad}: migrations[0].end: must be >= start (10.0), got 5.0\n"
     missing = _migwatch("replay", "--trace", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "a.jsonl"))
     assert missing.returncode == 2 and "absent.jsonl: cannot open: No such file or directory" in missing.stderr
+
+
+def test_plot_draws_a_png_of_one_target(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    trace, labels = corpus
+    out = tmp_path / "vm-00.png"
+    result = _migwatch("plot", "--trace", str(trace), "--target", "vm-00", "--out", str(out), "--labels", str(labels))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"{out}: 1800 pings and 60 NTP answers of vm-00\n"
+    png = out.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1100, 600)
+    absent = _migwatch("plot", "--trace", str(trace), "--target", "nope", "--out", str(tmp_path / "n.png"))
+    assert absent.returncode == 2 and absent.stderr == "migwatch: error: target: the trace has no samples of 'nope'\n"
