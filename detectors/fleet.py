@@ -22,13 +22,19 @@ likely source.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
+from migwatch.detectors.learners import FeedbackClassifier, WindowScorer, alert_features
 from migwatch.detectors.settings import DEFAULTS, Settings
 from migwatch.detectors.target import TargetDetector
-from migwatch.records import Alert, ClockSample, PingSample, Target
+from migwatch.records import Alert, ClockSample, Feedback, PingSample, Target
+
+# Alerts whose features are kept for the analysts' verdicts to come; the oldest are forgotten first.
+REMEMBERED_ALERTS = 10_000
 
 
 class CommonMode(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -49,6 +55,9 @@ class Fleet:
         self.targets: dict[str, Target] = {target.id: target for target in targets}
         self.detectors: dict[str, TargetDetector] = {}
         self.common = CommonMode()
+        self.scorer = WindowScorer(settings.learner, settings.learner_warmup)
+        self.classifier = FeedbackClassifier()
+        self.alerts: OrderedDict[str, dict[str, float]] = OrderedDict()
 
     def watch(self, target: Target) -> None:
         """Learn a target's record (its hypervisors, say); samples of unknown targets are watched anyway."""
@@ -64,6 +73,14 @@ class Fleet:
         if detector is None:
             detector = self.detectors[sample.target] = TargetDetector()
         return detector.update(sample, self.settings, self)
+
+    def learn(self, feedback: Feedback) -> bool:
+        """Learn an analyst's verdict on an alert; False when the alert is not remembered here."""
+        features = self.alerts.get(feedback.alert_id)
+        if features is None:
+            return False
+        self.classifier.learn(features, feedback.label == "migration")
+        return True
 
     # ------------------------------------------------------------------ what a target may ask (FleetContext)
 
@@ -103,11 +120,34 @@ class Fleet:
                 return host
         return None
 
+    def score_window(self, features: dict[str, float]) -> float | None:
+        return self.scorer.score_and_learn(features)
+
+    def feedback_probability(self, features: dict[str, float]) -> float | None:
+        if self.classifier.verdicts < self.settings.feedback_min:
+            return None  # too few verdicts to trust
+        return self.classifier.probability(features)
+
+    def remember_alert(self, alert: Alert) -> None:
+        if alert.migwatch.state == "cleared":
+            return
+        self.alerts[alert.event.id] = alert_features(alert.migwatch.evidence)
+        while len(self.alerts) > REMEMBERED_ALERTS:
+            self.alerts.popitem(last=False)
+
     # ------------------------------------------------------------------------------------------ state
 
     def snapshot(self) -> bytes:
-        """The whole fleet's state as JSON (targets' detectors and the common-mode record)."""
-        return msgspec.json.encode({"detectors": self.detectors, "common": self.common})
+        """The whole fleet's state as JSON: targets' detectors, the common-mode record, the learners."""
+        return msgspec.json.encode(
+            {
+                "detectors": self.detectors,
+                "common": self.common,
+                "scorer": self.scorer.state(),
+                "classifier": self.classifier.state(),
+                "alerts": self.alerts,
+            }
+        )
 
     @classmethod
     def restore(
@@ -116,9 +156,15 @@ class Fleet:
         state = msgspec.json.decode(raw, type=_FleetState)
         fleet = cls(settings, observer, targets)
         fleet.detectors, fleet.common = state.detectors, state.common
+        fleet.scorer = WindowScorer.from_state(state.scorer)
+        fleet.classifier = FeedbackClassifier.from_state(state.classifier)
+        fleet.alerts = OrderedDict(state.alerts)
         return fleet
 
 
 class _FleetState(msgspec.Struct):
     detectors: dict[str, TargetDetector]
     common: CommonMode
+    scorer: dict[str, Any]
+    classifier: dict[str, Any]
+    alerts: dict[str, dict[str, float]]

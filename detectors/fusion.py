@@ -15,10 +15,12 @@ episode's first evidence and the state, so the same alert sent again has the sam
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
 
+from migwatch.detectors.learners import alert_features
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.settings import DEFAULTS, Settings
 from migwatch.detectors.timelag import TimeLag
@@ -29,6 +31,9 @@ STATES = ("none", "suspected", "likely", "confirmed")
 SEVERITY = {"suspected": 2, "likely": 3, "confirmed": 4, "cleared": 1}
 # Likelihood per state: a floor, and a cap that corroborating evidence can raise it to.
 LIKELIHOOD = {1: (0.35, 0.6), 2: (0.75, 0.89), 3: (0.92, 0.99)}
+# The lowest that analysts' feedback can calibrate it to: a clock lag stays near certain whatever they said
+# of look-alikes (a classifier taught only benign patterns says "benign" to everything).
+CALIBRATED_FLOOR = {1: 0.05, 2: 0.5, 3: 0.92}
 # Fixed namespace: the same alert gets the same event.id in every process and every replay.
 EVENT_NAMESPACE = uuid.UUID("6f1d3f1e-8a43-5c1b-9d3e-6d6967776174")
 
@@ -56,11 +61,14 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         ttl: TtlChange,
         lag: TimeLag,
         source_host: str | None = None,
+        learner_score: float | None = None,
+        feedback: Callable[[dict[str, float]], float | None] | None = None,
         settings: Settings = DEFAULTS,
     ) -> list[Alert]:
         """Fuse the detectors' evidence at event time ``ts``; the alerts to send (none, one rise, or a clear).
 
-        ``identity`` is (target id, address, observer name).
+        ``identity`` is (target id, address, observer name); ``learner_score`` the window scorer's latest;
+        ``feedback`` gives P(migration) for an alert's features once analysts have taught it (else None).
         """
         pattern = ping.in_episode(ts, settings)
         loss_in_pattern = (
@@ -99,11 +107,6 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
                 self.first_ts = min(first for first, _ in spans)
             self.last_ts = max(last for _, last in spans)
         if level > self.level:
-            self.level = level
-            floor, cap = LIKELIHOOD[level]
-            bonus = 0.05 * pattern + 0.03 * (loss_in_pattern or loss_run) + 0.02 * ttl_seen + 0.1 * bool(source_host)
-            self.likelihood = max(self.likelihood, min(cap, floor + bonus))
-            phase = ping.phase(ts, settings) or ("switched" if lag_seen or ttl_seen else None)
             evidence = Evidence(
                 rtt_baseline_ms=ping.baseline.median,
                 rtt_mean_ms=ping.mean_ms if pattern else None,
@@ -112,8 +115,20 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
                 unanswered=ping.unanswered if (loss_in_pattern or loss_run) else None,
                 time_lag_ms=lag.lag_ms if lag_seen else None,
                 ttl_change=ttl.change if ttl_seen else None,
+                learner_score=learner_score,
                 source_host=source_host,
             )
+            verdict = feedback(alert_features(evidence)) if feedback is not None else None
+            if level == 1 and verdict is not None and verdict >= settings.feedback_likely_p:
+                level = 2  # analysts taught us that this pattern is a migration
+            self.level = level
+            floor, cap = LIKELIHOOD[level]
+            bonus = 0.05 * pattern + 0.03 * (loss_in_pattern or loss_run) + 0.02 * ttl_seen + 0.1 * bool(source_host)
+            likelihood = min(cap, floor + bonus + 0.05 * (learner_score or 0.0))
+            if verdict is not None:  # calibrated by what analysts said of such alerts
+                likelihood = max(CALIBRATED_FLOOR[level], (likelihood + verdict) / 2)
+            self.likelihood = max(self.likelihood, likelihood)
+            phase = ping.phase(ts, settings) or ("switched" if lag_seen or ttl_seen else None)
             return [self._alert(STATES[level], ts, identity, phase, evidence)]
         if self.level and self.last_ts is not None and ts - self.last_ts >= settings.clear_after_s:
             alert = self._alert("cleared", ts, identity, None, Evidence(rtt_baseline_ms=ping.baseline.median))

@@ -12,15 +12,15 @@ baseline that does not learn from an ongoing episode, and keeps the episode's ev
     >>> def sample(t, rtt):
     ...     return PingSample(target="vm", address="192.0.2.1", probe="p", seq=t, ts=float(t), rtt_ms=rtt)
     >>> for t in range(60):                       # a quiet minute: ~0.3 ms
-    ...     ping.update(sample(t, 0.3 + (t % 3) * 0.01))
+    ...     _ = ping.update(sample(t, 0.3 + (t % 3) * 0.01))
     >>> ping.phase(60.0) is None
     True
     >>> for t in range(60, 70):                   # memory copy: RTT up, outliers
-    ...     ping.update(sample(t, 45.0 if t == 60 else 2.5))
+    ...     _ = ping.update(sample(t, 45.0 if t == 60 else 2.5))
     >>> ping.phase(70.0), ping.pattern_first_ts
     ('memory-copy', 60.0)
     >>> for t in range(70, 72):                   # stop-and-copy: no replies
-    ...     ping.update(sample(t, None))
+    ...     _ = ping.update(sample(t, None))
     >>> ping.phase(72.0), ping.unanswered, ping.max_run
     ('stop-and-copy', 2, 2)
     >>> ping.update(sample(72, 0.4))              # the VM answers again, on its new host
@@ -49,6 +49,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
     w_sum: float = 0.0
     w_max: float = 0.0
     w_outliers: int = 0
+    w_unanswered: int = 0
     # The episode: from the first pattern until episode_gap_s of quiet.
     pattern_first_ts: float | None = None
     pattern_last_ts: float | None = None
@@ -66,19 +67,23 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         last = self.pattern_last_ts
         return last is not None and ts - last <= settings.episode_gap_s
 
-    def update(self, sample: PingSample, settings: Settings = DEFAULTS) -> None:
+    def update(self, sample: PingSample, settings: Settings = DEFAULTS) -> dict[str, float] | None:
+        """Consume one sample; when it closes a window, return that window's raw features (for the learners)."""
         ts, rtt = sample.ts, sample.rtt_ms
         start = self.window_start
+        closed = None
         if start is None or not start <= ts < start + settings.window_s:
+            closed = self._window_features(settings)
             self.window_start = math.floor(ts / settings.window_s) * settings.window_s
-            self.w_answered, self.w_sum, self.w_max, self.w_outliers = 0, 0.0, 0.0, 0
+            self.w_answered, self.w_sum, self.w_max, self.w_outliers, self.w_unanswered = 0, 0.0, 0.0, 0, 0
         last = self.pattern_last_ts
         episode = last is not None and ts - last <= settings.episode_gap_s
         if last is not None and not episode:
             self._end_episode()
         if rtt is None:
+            self.w_unanswered += 1
             self._unanswered(ts, settings)
-            return
+            return closed
         if self.run:
             self.resumed_ts = ts
             self.run = 0
@@ -87,7 +92,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         median = baseline.median
         if median is None:
             baseline.update(rtt, settings)
-            return
+            return closed
         spread = baseline.spread(settings)
         outlier = rtt > median + settings.outlier_k * spread
         self.w_answered += 1
@@ -111,6 +116,22 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         lasting = first is not None and ts - first > settings.baseline_freeze_s
         if lasting or not (outlier or episode):
             baseline.update(rtt, settings)
+        return closed
+
+    def _window_features(self, settings: Settings) -> dict[str, float] | None:
+        """The window's rise over the baseline, in spreads, and its outliers and unanswered pings."""
+        median = self.baseline.median
+        if median is None or not (self.w_answered or self.w_unanswered):
+            return None
+        spread = self.baseline.spread(settings)
+        trimmed = self.w_answered - 1
+        mean = (self.w_sum - self.w_max) / trimmed if trimmed else self.w_max or median
+        return {
+            "raise": (mean - median) / spread,
+            "peak": ((self.w_max or median) - median) / spread,
+            "outliers": float(self.w_outliers),
+            "lost": float(self.w_unanswered),
+        }
 
     def _pattern(self, ts: float, rtt: float, mean: float | None, outlier: bool) -> None:
         if self.pattern_first_ts is None:

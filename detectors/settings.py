@@ -14,6 +14,8 @@ Settings object and their JSON state holds data only.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from migwatch.records import RecordError
@@ -52,14 +54,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # --- fusion
     clear_after_s: float = 120.0  # quiet event time after which an alerted target is cleared
     host_window_s: float = 30.0  # a hypervisor pattern this close to the VM's corroborates it
+    # --- learners (see learners.py)
+    learner: Literal["gaussian", "hst"] = "gaussian"  # anomaly scorer of ping windows, one for the fleet
+    learner_warmup: int = 50  # windows learned before the scorer's scores are used
+    feedback_min: int = 5  # analysts' verdicts before the feedback classifier calibrates likelihoods
+    feedback_likely_p: float = 0.9  # P(migration) from feedback that makes a suspected episode likely
 
     def __post_init__(self) -> None:
         for field in msgspec.structs.fields(self):
             value = getattr(self, field.name)
-            if not value > 0:
+            if isinstance(value, int | float) and not value > 0:
                 raise RecordError(f"{field.name}: must be > 0, got {value!r}")
-        if self.common_fraction > 1:
-            raise RecordError(f"common_fraction: must be <= 1, got {self.common_fraction!r}")
+        for name in ("common_fraction", "feedback_likely_p"):
+            if getattr(self, name) > 1:
+                raise RecordError(f"{name}: must be <= 1, got {getattr(self, name)!r}")
 
 
 DEFAULTS = Settings()

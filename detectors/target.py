@@ -28,6 +28,7 @@ from typing import Protocol
 import msgspec
 
 from migwatch.detectors.fusion import Fusion
+from migwatch.detectors.learners import squash
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.settings import DEFAULTS, Settings
 from migwatch.detectors.timelag import TimeLag
@@ -48,6 +49,12 @@ class FleetContext(Protocol):
 
     def source_host(self, target: str, ts: float) -> str | None: ...
 
+    def score_window(self, features: dict[str, float]) -> float | None: ...
+
+    def feedback_probability(self, features: dict[str, float]) -> float | None: ...
+
+    def remember_alert(self, alert: Alert) -> None: ...
+
 
 class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The state of one watched target: ping heuristic, reply TTL, time lag and their fusion."""
@@ -58,6 +65,8 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     ttl: TtlChange = msgspec.field(default_factory=TtlChange)
     lag: TimeLag = msgspec.field(default_factory=TimeLag)
     fusion: Fusion = msgspec.field(default_factory=Fusion)
+    learner_score: float | None = None  # the highest window score of late
+    learner_ts: float | None = None
 
     def update(
         self, sample: PingSample | ClockSample, settings: Settings = DEFAULTS, context: FleetContext | None = None
@@ -65,8 +74,10 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.target, self.address = sample.target, sample.address
         ts = sample.ts
         if isinstance(sample, PingSample):
-            self.ping.update(sample, settings)
+            window = self.ping.update(sample, settings)
             self.ttl.update(sample, settings)
+            if window is not None and context is not None:
+                self._learn_window(window, ts, context, settings)
         else:
             pending = self.lag.pending_ts
             self.lag.update(sample, settings)
@@ -82,12 +93,27 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         in_pattern = self.ping.in_episode(ts, settings)
         source = context.source_host(self.target, ts) if context is not None and in_pattern else None
         observer = context.observer if context is not None else "migwatch"
-        return self.fusion.assess(
+        recent = self.learner_ts is not None and ts - self.learner_ts <= settings.episode_gap_s
+        alerts = self.fusion.assess(
             ts,
             identity=(self.target, self.address, observer),
             ping=self.ping,
             ttl=self.ttl,
             lag=self.lag,
             source_host=source,
+            learner_score=self.learner_score if recent else None,
+            feedback=context.feedback_probability if context is not None else None,
             settings=settings,
         )
+        if context is not None:
+            for alert in alerts:
+                context.remember_alert(alert)
+        return alerts
+
+    def _learn_window(self, window: dict[str, float], ts: float, context: FleetContext, settings: Settings) -> None:
+        score = context.score_window(squash(window))
+        if score is None:
+            return
+        stale = self.learner_ts is None or ts - self.learner_ts > settings.episode_gap_s
+        if stale or score >= (self.learner_score or 0.0):
+            self.learner_score, self.learner_ts = round(score, 4), ts
