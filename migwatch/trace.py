@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import heapq
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -134,10 +135,14 @@ def _explain_line(line: bytes) -> str:
 def read_trace(path: str | os.PathLike[str], *, chunk: int = DEFAULT_CHUNK) -> Iterator[TraceLine]:
     """The samples of a trace in stable ``ts`` order (ties keep file order), with bounded memory.
 
-    Up to ``chunk`` samples are sorted in memory. A longer trace is cut into sorted runs kept in temporary
-    files, then merged; ``heapq.merge`` is stable across its inputs and run i holds earlier lines than
-    run i+1, so ties keep file order there too.
+    A trace in order already (as the probes write them) streams as it is, after a quick pass that reads
+    only the times. Otherwise up to ``chunk`` samples are sorted in memory; a longer trace is cut into
+    sorted runs kept in temporary files, then merged: ``heapq.merge`` is stable across its inputs and run
+    i holds earlier lines than run i+1, so ties keep file order there too.
     """
+    if _in_order(Path(path)):
+        yield from iter_lines(path)
+        return
     lines = iter_lines(path)
     block = _take(lines, chunk)
     following = _take(lines, chunk)
@@ -154,6 +159,31 @@ def read_trace(path: str | os.PathLike[str], *, chunk: int = DEFAULT_CHUNK) -> I
             runs.append(iter_lines(run))
             block, following = following, _take(lines, chunk)
         yield from heapq.merge(*runs, key=_by_ts)
+
+
+class _Time(msgspec.Struct):
+    ts: float
+
+
+_time_decoder = msgspec.json.Decoder(_Time)
+
+
+def _in_order(path: Path) -> bool:
+    """True when the lines' times never decrease; decodes nothing but ``ts`` (a bad line: False, and the
+    full read reports it)."""
+    last = -math.inf
+    try:
+        with _open(path, "rb") as file:
+            for line in file:
+                if not line.strip():
+                    continue
+                ts = _time_decoder.decode(line).ts
+                if ts < last:
+                    return False
+                last = ts
+    except (msgspec.ValidationError, msgspec.DecodeError, OSError, EOFError):
+        return False
+    return True
 
 
 def _take(lines: Iterator[TraceLine], count: int) -> list[TraceLine]:
