@@ -2,8 +2,9 @@
 
 | state | evidence |
 |---|---|
-| ``suspected`` | the ping pattern (raised mean RTT, outliers), a reply-TTL change, or a run of unanswered pings |
-| ``likely`` | the ping pattern *and* unanswered pings in one episode, or a TTL change with either |
+| ``suspected`` | the ping pattern (raised mean RTT, outliers), a run of unanswered pings, a reply-TTL change, or a
+  change of clock skew |
+| ``likely`` | the ping pattern *and* unanswered pings in one episode, or a TTL or skew change with either |
 | ``confirmed`` | a time lag of the VM's clock |
 
 A bulk copy over the VM's link shows the pattern without lost pings or a lag (the paper's SCP control),
@@ -23,6 +24,7 @@ import msgspec
 from migwatch.detectors.learners import alert_features
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.settings import DEFAULTS, Settings
+from migwatch.detectors.skew import ClockSkew
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
 from migwatch.records import Alert, AlertDetail, AlertEvent, AlertHost, AlertObserver, Evidence
@@ -60,6 +62,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         ping: PingHeuristic,
         ttl: TtlChange,
         lag: TimeLag,
+        skew: ClockSkew | None = None,
         source_host: str | None = None,
         learner_score: float | None = None,
         feedback: Callable[[dict[str, float]], float | None] | None = None,
@@ -83,11 +86,18 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         )
         lag_seen = lag.lag_ts is not None and ts - lag.lag_ts <= settings.clear_after_s
         ttl_seen = ttl.changed_ts is not None and ts - ttl.changed_ts <= settings.clear_after_s
+        skew_at = skew.changed_ts if skew is not None else None
+        skew_seen = (
+            skew is not None and skew.detected_ts is not None and ts - skew.detected_ts <= settings.clear_after_s
+        )
+        # A new reply TTL (another subnet) or clock skew (another physical clock) says the VM may be
+        # elsewhere; alone it has benign causes too.
+        moved = ttl_seen or skew_seen
         if lag_seen:
             level = 3
-        elif loss_in_pattern or (ttl_seen and (pattern or loss_run)):
+        elif loss_in_pattern or (moved and (pattern or loss_run)):
             level = 2
-        elif pattern or ttl_seen or loss_run:
+        elif pattern or moved or loss_run:
             level = 1
         else:
             level = 0
@@ -100,6 +110,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
                     (ping.loss_last_ts, ping.loss_last_ts, loss_run or loss_in_pattern),
                     (lag.lag_ts, lag.lag_ts, lag_seen),
                     (ttl.changed_ts, ttl.changed_ts, ttl_seen),
+                    (skew_at, skew.detected_ts if skew is not None else None, skew_seen),
                 )
                 if active and first is not None and last is not None
             ]
@@ -116,19 +127,24 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
                 time_lag_ms=lag.lag_ms if lag_seen else None,
                 ttl_change=ttl.change if ttl_seen else None,
                 learner_score=learner_score,
-                source_host=source_host,
             )
+            if source_host is not None:
+                evidence.source_host = source_host
+            if skew is not None and skew.skew_ppm is not None:
+                evidence.skew_ppm = round(skew.skew_ppm, 3)
+            if skew_seen and skew is not None and skew.change_ppm is not None:
+                evidence.skew_change_ppm = round(skew.change_ppm, 3)
             verdict = feedback(alert_features(evidence)) if feedback is not None else None
             if level == 1 and verdict is not None and verdict >= settings.feedback_likely_p:
                 level = 2  # analysts taught us that this pattern is a migration
             self.level = level
             floor, cap = LIKELIHOOD[level]
-            bonus = 0.05 * pattern + 0.03 * (loss_in_pattern or loss_run) + 0.02 * ttl_seen + 0.1 * bool(source_host)
+            bonus = 0.05 * pattern + 0.03 * (loss_in_pattern or loss_run) + 0.02 * moved + 0.1 * bool(source_host)
             likelihood = min(cap, floor + bonus + 0.05 * (learner_score or 0.0))
             if verdict is not None:  # calibrated by what analysts said of such alerts
                 likelihood = max(CALIBRATED_FLOOR[level], (likelihood + verdict) / 2)
             self.likelihood = max(self.likelihood, likelihood)
-            phase = ping.phase(ts, settings) or ("switched" if lag_seen or ttl_seen else None)
+            phase = ping.phase(ts, settings) or ("switched" if lag_seen or moved else None)
             return [self._alert(STATES[level], ts, identity, phase, evidence)]
         if self.level and self.last_ts is not None and ts - self.last_ts >= settings.clear_after_s:
             alert = self._alert("cleared", ts, identity, None, Evidence(rtt_baseline_ms=ping.baseline.median))

@@ -46,6 +46,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     lag_noise_k: float = 6.0  # a step must exceed lag_noise_k spreads of the recent offsets
     lag_delay_k: float = 0.5  # ... and lag_delay_k x the sample's round-trip delay (offset error <= delay/2)
     lag_delay_max_factor: float = 3.0  # samples with delay > factor x usual delay (+1 ms) are not trusted
+    # --- clock skew
+    skew_points: int = 6  # offsets per half of the series whose skews are compared (3 min at 30 s)
+    skew_change_ppm: float = 5.0  # smallest change of skew that counts
+    skew_settle_s: float = 1800.0  # after a lag the guest's NTP slews back: no skew is judged meanwhile
     # --- common-mode rejection: the probe's own clock stepping moves every target at once
     common_wait_s: float = 30.0  # a lag waits this long for other targets' steps before it counts
     common_min_targets: int = 3  # fleets with fewer NTP targets cannot tell, and do not wait

@@ -31,6 +31,7 @@ from migwatch.detectors.fusion import Fusion
 from migwatch.detectors.learners import squash
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.settings import DEFAULTS, Settings
+from migwatch.detectors.skew import ClockSkew
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
 from migwatch.records import Alert, ClockSample, PingSample
@@ -64,6 +65,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     ping: PingHeuristic = msgspec.field(default_factory=PingHeuristic)
     ttl: TtlChange = msgspec.field(default_factory=TtlChange)
     lag: TimeLag = msgspec.field(default_factory=TimeLag)
+    skew: ClockSkew = msgspec.field(default_factory=ClockSkew)
     fusion: Fusion = msgspec.field(default_factory=Fusion)
     learner_score: float | None = None  # the highest window score of late
     learner_ts: float | None = None
@@ -79,8 +81,14 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             if window is not None and context is not None:
                 self._learn_window(window, ts, context, settings)
         else:
-            pending = self.lag.pending_ts
-            self.lag.update(sample, settings)
+            pending, level = self.lag.pending_ts, self.lag.rebased
+            good = self.lag.update(sample, settings)
+            if self.lag.rebased != level:
+                self.skew.reset()
+            lag_ts = self.lag.lag_ts
+            settled = lag_ts is None or ts - lag_ts > settings.skew_settle_s
+            if good and settled and self.lag.pending_ts is None:
+                self.skew.update(sample, settings)
             if context is not None and sample.error is None:
                 new_step = self.lag.pending_step_ms if self.lag.pending_ts != pending else None
                 context.clock_seen(self.target, ts, new_step)
@@ -90,6 +98,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             if ts >= lag.pending_ts + wait:
                 common = context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
                 lag.resolve(common_mode=common)
+                self.skew.reset()
         in_pattern = self.ping.in_episode(ts, settings)
         source = context.source_host(self.target, ts) if context is not None and in_pattern else None
         observer = context.observer if context is not None else "migwatch"
@@ -100,6 +109,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             ping=self.ping,
             ttl=self.ttl,
             lag=self.lag,
+            skew=self.skew,
             source_host=source,
             learner_score=self.learner_score if recent else None,
             feedback=context.feedback_probability if context is not None else None,

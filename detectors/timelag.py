@@ -16,14 +16,16 @@ the probe's own clock moved (see :mod:`migwatch.detectors.fleet`).
     >>> def clock(t, offset):
     ...     return ClockSample(target="vm", address="192.0.2.1", probe="p", ts=float(t), offset_ms=offset, delay_ms=0.2)
     >>> for t, offset in enumerate([0.01, -0.02, 0.0, 0.03, -0.01]):
-    ...     lag.update(clock(30 * t, offset))
-    >>> lag.update(clock(150, -25.0))             # the VM was paused for 25 ms
+    ...     _ = lag.update(clock(30 * t, offset))
+    >>> lag.update(clock(150, -25.0))             # the VM was paused for 25 ms: a pending step
+    False
     >>> lag.pending_ts, round(lag.pending_step_ms, 2)
     (150.0, -25.0)
     >>> lag.resolve(common_mode=False)
     >>> lag.lag_ts, round(lag.lag_ms, 2)
     (150.0, -25.0)
     >>> lag.update(clock(180, -12.0))             # converging back: a step towards zero, not a new lag
+    True
     >>> lag.pending_ts is None
     True
 """
@@ -51,33 +53,37 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
     lag_ms: float | None = None
     common_mode_ts: float | None = None  # the last step rejected as the probe's own clock moving
     offset_ms: float | None = None  # the last good offset
+    rebased: int = 0  # how often the reference level was dropped for a new one
 
     def ready(self, settings: Settings = DEFAULTS) -> bool:
         return len(self.offsets) >= settings.lag_warmup
 
-    def update(self, sample: ClockSample, settings: Settings = DEFAULTS) -> None:
+    def update(self, sample: ClockSample, settings: Settings = DEFAULTS) -> bool:
+        """Consume one sample; True when it was taken as a good offset of the current level."""
         offset, delay = sample.offset_ms, sample.delay_ms
         if sample.error is not None or offset is None or delay is None:
-            return
+            return False
         if self.delays and delay > settings.lag_delay_max_factor * statistics.median(self.delays) + 1.0:
-            return  # a queued or rerouted reply: its offset is not to be trusted
+            return False  # a queued or rerouted reply: its offset is not to be trusted
         self.offset_ms = offset
         if not self.ready(settings):
             self._remember(offset, delay, settings)
-            return
+            return True
         reference = statistics.median(self.offsets)
         step = offset - reference
         if step >= 0 or abs(offset) < abs(reference) - abs(step) / 2:
             # Level or up, or towards zero (the VM's NTP correcting): re-base on a clear move.
             if abs(step) > self.threshold(delay, settings):
                 self.offsets, self.delays = [], []
+                self.rebased += 1
             self._remember(offset, delay, settings)
-            return
+            return True
         if -step > self.threshold(delay, settings):
             if self.pending_ts is None:
                 self.pending_ts, self.pending_offset_ms, self.pending_step_ms = sample.ts, offset, step
-            return  # the reference keeps its level until the step is resolved
+            return False  # the reference keeps its level until the step is resolved
         self._remember(offset, delay, settings)
+        return True
 
     def threshold(self, delay_ms: float, settings: Settings = DEFAULTS) -> float:
         """The smallest step down that counts, for a sample with this round-trip delay."""
@@ -96,6 +102,7 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
         # Either way the offsets have a new level from here on; the path's delays have not changed.
         assert self.pending_offset_ms is not None
         self.offsets = [self.pending_offset_ms]
+        self.rebased += 1
         self.pending_ts = self.pending_offset_ms = self.pending_step_ms = None
 
     def _remember(self, offset: float, delay: float, settings: Settings) -> None:

@@ -244,9 +244,12 @@ class Evidence(Record, kw_only=True):
     time_lag_ms: float | None = None
     ttl_change: int | None = None
     learner_score: float | None = None
-    # Beyond the contract's example (issue #4): the watched hypervisor whose pings showed the migration
-    # at the same time, most likely the host the VM left. Readers that do not know it ignore it.
-    source_host: str | None = None
+    # Beyond the contract's example (issue #4), ignored by readers that do not know them, and left out of
+    # the JSON unless known: the watched hypervisor whose pings showed the migration at the same time (most
+    # likely the host the VM left), and the VM's clock skew and its last change (another physical clock).
+    source_host: str | msgspec.UnsetType = msgspec.UNSET
+    skew_ppm: float | msgspec.UnsetType = msgspec.UNSET
+    skew_change_ppm: float | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         for name in ("rtt_baseline_ms", "rtt_mean_ms", "rtt_max_ms"):
@@ -256,6 +259,10 @@ class Evidence(Record, kw_only=True):
             if value is not None and value < 0:
                 _fail(name, "must be >= 0 or null", value)
         _number("time_lag_ms", self.time_lag_ms, nullable=True)
+        for name in ("skew_ppm", "skew_change_ppm"):
+            value = getattr(self, name)
+            if value is not msgspec.UNSET:
+                _number(name, value)
         _number("learner_score", self.learner_score, low=0.0, high=1.0, nullable=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
+import msgspec
 from hypothesis import strategies as st
 
 from migwatch.records import (
@@ -101,6 +102,9 @@ evidence = st.builds(
     time_lag_ms=_maybe(st.floats(allow_nan=False, allow_infinity=False)),
     ttl_change=_maybe(st.integers(-255, 255)),
     learner_score=_maybe(st.floats(0.0, 1.0)),
+    source_host=st.just(msgspec.UNSET) | identifiers,
+    skew_ppm=st.just(msgspec.UNSET) | st.floats(allow_nan=False, allow_infinity=False),
+    skew_change_ppm=st.just(msgspec.UNSET) | st.floats(allow_nan=False, allow_infinity=False),
 )
 alerts = st.builds(
     Alert,

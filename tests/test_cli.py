@@ -25,24 +25,22 @@ def test_help_lists_every_contract_verb() -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "issue"),
+    ("verb", "extra", "issue"),
     [
-        (["replay", "--trace", "t.jsonl", "--out", "a.jsonl"], "issue #4"),
-        (["eval", "--trace", "t.jsonl", "--labels", "l.json", "--json"], "issue #4"),
-        (["plot", "--trace", "t.jsonl", "--target", "vm", "--out", "p.png"], "issue #4"),
+        ("probe", [], "issue #3 (probe workers)"),
+        ("worker", [], "issue #5 (Faust stream workers)"),
+        ("watch", [], "issue #7 (single-process mode)"),
+        ("record", ["--out", "t.jsonl", "--duration", "5"], "issue #3 (probe workers) and #6 (migration lab)"),
     ],
 )
-def test_verbs_still_to_come_say_so_and_fail(args: list[str], issue: str) -> None:
-    result = _migwatch(*args)
-    assert result.returncode == 1
-    assert result.stderr == f"migwatch {args[0]}: not available yet; it comes with {issue} (detectors)\n"
-
-
-def test_verbs_with_a_config_check_it_before_saying_they_are_not_there_yet(tmp_path: Path) -> None:
+def test_verbs_still_to_come_check_their_config_then_say_so(
+    tmp_path: Path, verb: str, extra: list[str], issue: str
+) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[[targets]]\nid = "a"\naddress = "192.0.2.1"\n')
-    result = _migwatch("probe", "--config", str(path))
-    assert result.returncode == 1 and "not available yet; it comes with issue #3" in result.stderr
+    result = _migwatch(verb, "--config", str(path), *extra)
+    assert result.returncode == 1
+    assert result.stderr == f"migwatch {verb}: not available yet; it comes with {issue}\n"
 
 
 def test_usage_errors_exit_with_2() -> None:

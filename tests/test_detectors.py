@@ -234,7 +234,8 @@ def test_a_watched_hypervisor_with_the_same_pattern_is_named_as_the_source() -> 
     # The host's pattern may show a moment after the VM's first alert: the next rise names it.
     corroborated = {a.migwatch.state: a.migwatch for a in _run(samples, fleet) if a.migwatch.target == "vm-1"}
     alone = {a.migwatch.state: a.migwatch for a in plain if a.migwatch.target == "vm-1"}
-    assert corroborated["likely"].evidence.source_host == "hv-1" and alone["likely"].evidence.source_host is None
+    assert corroborated["likely"].evidence.source_host == "hv-1"
+    assert alone["likely"].evidence.source_host is msgspec.UNSET
     assert corroborated["likely"].likelihood > alone["likely"].likelihood
 
 
@@ -287,3 +288,33 @@ def test_settings_are_validated() -> None:
     with pytest.raises(RecordError, match=r"^mean_k: must be > 0, got -1"):
         Settings(mean_k=-1)
     assert Settings(window_s=10).window_s == 10
+
+
+# ------------------------------------------------------------------------------------------------- clock skew
+
+
+def _skewed_clocks(ppm_before: float, ppm_after: float, switch_s: float, end_s: float) -> list[ClockSample]:
+    rng = random.Random(3)
+    samples = []
+    for t in range(0, int(end_s), 30):
+        drift = ppm_before * min(t, switch_s) + ppm_after * max(0.0, t - switch_s)
+        samples.append(clock(t, 0.2 + drift / 1000 + rng.gauss(0, 0.03)))
+    return samples
+
+
+def test_a_steady_skew_is_measured_and_raises_nothing() -> None:
+    detector = TargetDetector()
+    alerts = [a for sample in _skewed_clocks(3.0, 3.0, 0, 3600) for a in detector.update(sample)]
+    assert alerts == [] and detector.skew.change_ppm is None
+    assert detector.skew.skew_ppm == pytest.approx(3.0, abs=0.5)
+
+
+def test_a_change_of_skew_is_evidence_of_another_host() -> None:
+    detector = TargetDetector()
+    alerts = [a for sample in _skewed_clocks(3.0, -25.0, 1800, 2700) for a in detector.update(sample)]
+    assert [a.migwatch.state for a in alerts] == ["suspected", "cleared"]
+    evidence = alerts[0].migwatch.evidence
+    # Seen as soon as the halves differ clearly, while the newer half still holds old-skew points.
+    assert evidence.skew_change_ppm < -10.0
+    assert evidence.skew_ppm < -10.0
+    assert alerts[0].migwatch.phase == "switched"
