@@ -87,9 +87,14 @@ def _number(
         _fail(name, f"must be <= {high:.15g}" + (" or null" if nullable else ""), value)
 
 
+@functools.lru_cache(maxsize=65_536)
+def is_identifier(value: str) -> bool:
+    """Target ids and probe names are Kafka keys and label values: non-empty, short, no blanks."""
+    return bool(value) and len(value) <= MAX_ID_LENGTH and not _ID_FORBIDDEN.search(value)
+
+
 def check_identifier(name: str, value: str) -> None:
-    """Target ids and probe names: Kafka keys and label values, so non-empty, short, no blanks."""
-    if not value or len(value) > MAX_ID_LENGTH or _ID_FORBIDDEN.search(value):
+    if not is_identifier(value):
         _fail(name, f"must be 1 to {MAX_ID_LENGTH} characters without spaces or control characters", value)
 
 
@@ -179,6 +184,20 @@ class PingSample(Record, kw_only=True):
     ttl: int | None = None
 
     def __post_init__(self) -> None:
+        # Samples are the bulk of the traffic: one expression passes a valid sample (NaN fails every
+        # comparison); the checks below only run to say what is wrong.
+        rtt, ttl = self.rtt_ms, self.ttl
+        if (
+            self.v == SCHEMA_VERSION
+            and 0.0 <= self.ts <= MAX_TS
+            and (rtt is None or 0.0 <= rtt <= MAX_DURATION_MS)
+            and self.seq >= 0
+            and (ttl is None or 0 <= ttl <= 255)
+            and is_identifier(self.target)
+            and is_identifier(self.probe)
+            and is_address(self.address)
+        ):
+            return
         _version(self.v)
         check_identifier("target", self.target)
         _address("address", self.address)

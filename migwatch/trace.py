@@ -107,21 +107,45 @@ class TraceWriter:
 _line_decoder = msgspec.json.Decoder(TraceLine)
 
 
+# Lines are decoded a block at a time (msgspec's decode_lines), a good deal faster than one by one.
+BLOCK_BYTES = 1 << 20
+
+
+def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(number of its first line, block of whole lines) through the file; the last line may lack its newline."""
+    first = 1
+    rest = b""
+    with _open(path, "rb") as file:
+        try:
+            while data := file.read(BLOCK_BYTES):
+                data = rest + data
+                cut = data.rfind(b"\n") + 1
+                block, rest = data[:cut], data[cut:]
+                if block:
+                    yield first, block
+                    first += block.count(b"\n")
+        except (OSError, EOFError) as error:  # truncated or corrupt gzip
+            raise TraceError(f"{path}: cannot read: {error}") from None
+    if rest.strip():
+        yield first, rest
+
+
 def iter_lines(path: str | os.PathLike[str]) -> Iterator[TraceLine]:
     """The samples of a trace in file order. A bad line raises TraceError naming the file and line."""
     path = Path(path)
-    with _open(path, "rb") as file:
+    for first, block in _blocks(path):
         try:
-            for number, line in enumerate(file, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield _line_decoder.decode(line)
-                except (msgspec.ValidationError, msgspec.DecodeError):
-                    # The slow path names the field and value; only taken on a bad line.
-                    raise TraceError(f"{path}:{number}: {_explain_line(line)}") from None
-        except (OSError, EOFError) as error:  # truncated or corrupt gzip
-            raise TraceError(f"{path}: cannot read: {error}") from None
+            samples = _line_decoder.decode_lines(block)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            # The slow path finds the line and names the field and value; only taken on a bad block.
+            for number, line in enumerate(block.split(b"\n"), first):
+                if line.strip():
+                    try:
+                        _line_decoder.decode(line)
+                    except (msgspec.ValidationError, msgspec.DecodeError):
+                        raise TraceError(f"{path}:{number}: {_explain_line(line)}") from None
+            raise
+        yield from samples
 
 
 def _explain_line(line: bytes) -> str:
@@ -173,15 +197,12 @@ def _in_order(path: Path) -> bool:
     full read reports it)."""
     last = -math.inf
     try:
-        with _open(path, "rb") as file:
-            for line in file:
-                if not line.strip():
-                    continue
-                ts = _time_decoder.decode(line).ts
-                if ts < last:
+        for _, block in _blocks(path):
+            for time in _time_decoder.decode_lines(block):
+                if time.ts < last:
                     return False
-                last = ts
-    except (msgspec.ValidationError, msgspec.DecodeError, OSError, EOFError):
+                last = time.ts
+    except (msgspec.ValidationError, msgspec.DecodeError, TraceError):
         return False
     return True
 
