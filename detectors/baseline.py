@@ -54,11 +54,13 @@ class RobustBaseline(msgspec.Struct, kw_only=True, omit_defaults=True):
                 self.warmup = []
             return
         rate = settings.baseline_rate
+        median, mad = self.median, self.mad
         step = rate * self.spread(settings)
-        if rtt_ms > self.median:
-            self.median += step
-        elif rtt_ms < self.median:
-            self.median -= step
+        if rtt_ms > median:
+            median += step
+        elif rtt_ms < median:
+            median -= step
         # The MAD moves by a share of itself: geometric convergence whatever its scale.
-        mad_step = rate * max(self.mad, settings.rtt_floor_ms / 4)
-        self.mad = max(0.0, self.mad + (mad_step if abs(rtt_ms - self.median) > self.mad else -mad_step))
+        mad_step = rate * (mad if mad > settings.rtt_floor_ms / 4 else settings.rtt_floor_ms / 4)
+        mad += mad_step if abs(rtt_ms - median) > mad else -mad_step
+        self.median, self.mad = median, mad if mad > 0.0 else 0.0

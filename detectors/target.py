@@ -99,6 +99,8 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
                 common = context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
                 lag.resolve(common_mode=common)
                 self.skew.reset()
+        if self.fusion.level == 0 and self._quiet(ts, settings):
+            return []  # most samples of most targets: nothing for the fusion to weigh
         in_pattern = self.ping.in_episode(ts, settings)
         source = context.source_host(self.target, ts) if context is not None and in_pattern else None
         observer = context.observer if context is not None else "migwatch"
@@ -119,6 +121,21 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             for alert in alerts:
                 context.remember_alert(alert)
         return alerts
+
+    def _quiet(self, ts: float, settings: Settings) -> bool:
+        """No detector has had evidence within the longest time the fusion looks back."""
+        horizon = ts - max(settings.episode_gap_s, settings.clear_after_s)
+        ping = self.ping
+        return all(
+            when is None or when < horizon
+            for when in (
+                ping.pattern_last_ts,
+                ping.loss_last_ts,
+                self.lag.lag_ts,
+                self.ttl.changed_ts,
+                self.skew.detected_ts,
+            )
+        )
 
     def _learn_window(self, window: dict[str, float], ts: float, context: FleetContext, settings: Settings) -> None:
         score = context.score_window(squash(window))
