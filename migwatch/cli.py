@@ -14,6 +14,7 @@ from kafka.errors import KafkaError
 
 from migwatch import config as config_module
 from migwatch import local_kafka, target_registry
+from migwatch.detectors.settings import DEFAULTS
 from migwatch.records import RecordError, encode, to_builtins
 
 EXIT_FAILED = 1
@@ -56,6 +57,7 @@ def _build_parser() -> argparse.ArgumentParser:
     replay = verb("replay", "run the detectors over a trace, write the alerts as JSON Lines")
     replay.add_argument("--trace", required=True, metavar="T")
     replay.add_argument("--out", required=True, metavar="A")
+    replay.add_argument("--config", metavar="F", help="take the [detectors] settings from this config")
     evaluate = verb("eval", "score the detectors on a labelled trace")
     evaluate.add_argument("--trace", required=True, metavar="T")
     evaluate.add_argument("--labels", required=True, metavar="L")
@@ -111,8 +113,9 @@ def _targets(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from migwatch.replay import replay
 
+    settings = config_module.load(args.config).detectors if args.config else DEFAULTS
     with open(args.out, "wb") as out:
-        for alert in replay(args.trace):
+        for alert in replay(args.trace, settings):
             out.write(encode(alert) + b"\n")
     return 0
 

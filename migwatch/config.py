@@ -24,6 +24,8 @@ from typing import Any
 
 import msgspec
 
+from migwatch.detectors.settings import DEFAULTS as DETECTOR_DEFAULTS
+from migwatch.detectors.settings import Settings as DetectorSettings
 from migwatch.records import RecordError, Target, convert, explain
 
 ENV_PREFIX = "MIGWATCH_"
@@ -78,6 +80,7 @@ class ConfigTarget(Target, kw_only=True, forbid_unknown_fields=True):
 
 class Config(_Section, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    detectors: DetectorSettings = DETECTOR_DEFAULTS
     targets: list[ConfigTarget] = []
 
     def __post_init__(self) -> None:
@@ -90,12 +93,12 @@ class Config(_Section, kw_only=True, forbid_unknown_fields=True):
             seen[target.id] = i
 
 
-def _sections() -> dict[str, type[_Section]]:
+def _sections() -> dict[str, type[msgspec.Struct]]:
     """The config tables that environment variables can override, by name."""
     return {
         field.name: field.type
         for field in msgspec.structs.fields(Config)
-        if isinstance(field.type, type) and issubclass(field.type, _Section)
+        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct)
     }
 
 

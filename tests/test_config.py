@@ -49,6 +49,13 @@ def test_environment_overrides_the_file() -> None:
 TARGET = '[[targets]]\nid = "a"\naddress = "192.0.2.1"\n'
 
 
+def test_detector_settings_from_file_and_environment() -> None:
+    config = parse("[detectors]\nwindow_s = 10.0\nlearner = 'hst'\n", source="c.toml", environ={})
+    assert (config.detectors.window_s, config.detectors.learner, config.detectors.mean_k) == (10.0, "hst", 4.0)
+    config = parse("", source="c.toml", environ={"MIGWATCH_DETECTORS_CLEAR_AFTER_S": "300"})
+    assert config.detectors.clear_after_s == 300.0
+
+
 @pytest.mark.parametrize(
     ("text", "environ", "message"),
     [
@@ -66,6 +73,9 @@ TARGET = '[[targets]]\nid = "a"\naddress = "192.0.2.1"\n'
         ('[[targets]]\nid = "a"\n', {}, "c.toml: targets[0].address: required field is missing"),
         ("[kafka]\nbootstrap = 'localhost'\n", {}, "c.toml: kafka.bootstrap: must be host:port"),
         ("[kafka]\npartitions = 0\n", {}, "c.toml: kafka.partitions: must be between 1 and 10000, got 0"),
+        ("[detectors]\nwindow = 5\n", {}, "c.toml: detectors.window: unknown key"),
+        ("[detectors]\nmean_k = -1.0\n", {}, "c.toml: detectors.mean_k: must be > 0, got -1.0"),
+        ("[detectors]\nlearner = 'svm'\n", {}, "c.toml: detectors.learner: invalid enum value 'svm'"),
         ("targets = [", {}, "c.toml: invalid TOML:"),
         ("", {"MIGWATCH_KAFKA_PARTITIONS": "many"}, 'MIGWATCH_KAFKA_PARTITIONS: expected int, got "many"'),
         ("", {"MIGWATCH_KAFKA_PARTITIONS": "0"}, "MIGWATCH_KAFKA_PARTITIONS: kafka.partitions: must be between"),

@@ -77,6 +77,16 @@ def test_eval_table_and_replay_alerts(corpus: tuple[Path, Path], tmp_path: Path)
     assert again.read_bytes() == out.read_bytes()  # event time only: a replay is the same to the byte
 
 
+def test_replay_takes_detector_settings_from_a_config(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    trace, _ = corpus
+    config = tmp_path / "c.toml"
+    config.write_text("[detectors]\nclear_after_s = 100000.0\n")  # nothing clears within the trace
+    out = tmp_path / "alerts.jsonl"
+    assert _migwatch("replay", "--trace", str(trace), "--out", str(out), "--config", str(config)).returncode == 0
+    states = [decode(Alert, line).migwatch.state for line in out.read_bytes().splitlines()]
+    assert "confirmed" in states and "cleared" not in states
+
+
 def test_eval_reports_bad_input_with_exit_code_2(corpus: tuple[Path, Path], tmp_path: Path) -> None:
     trace, _ = corpus
     bad = tmp_path / "labels.json"
