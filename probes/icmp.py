@@ -1,0 +1,203 @@
+"""ICMP echo prober: icmplib's packets and sockets, with kernel receive timestamps and the reply's TTL.
+
+icmplib stamps a reply when its own loop gets to it, which under load adds milliseconds to sub-millisecond
+data-center RTTs. Here the kernel stamps each reply as it arrives (``SO_TIMESTAMPNS``) and the send time is
+taken right before ``sendto``; the reply's TTL (hop limit) comes as ancillary data (``IP_RECVTTL``,
+``IPV6_RECVHOPLIMIT``). icmplib still builds and parses the packets (its socket classes are extended, not
+rewritten), and one socket per address family serves every target: requests are told apart by address and
+sequence number.
+
+Root gets raw sockets; anyone else gets Linux's unprivileged ICMP sockets where
+``net.ipv4.ping_group_range`` includes their group, and a clear error saying how to allow it otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+from icmplib import ICMPv4Socket, ICMPv6Socket
+from icmplib.exceptions import SocketPermissionError
+
+from migwatch.probes import timestamps
+
+IP_RECVTTL = 12  # Linux; the socket module does not export it
+_TTL_MESSAGES = ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT))
+_ECHO_REPLY = {4: 0, 6: 129}
+PAYLOAD = b"migwatch"
+
+
+class IcmpUnavailableError(RuntimeError):
+    """Neither raw nor unprivileged ICMP sockets can be opened; the message says how to allow them."""
+
+
+@dataclass(frozen=True)
+class Echo:
+    """One echo request's outcome: send time (wall clock, s), RTT in ms or None, reply TTL or None."""
+
+    sent: float
+    rtt_ms: float | None
+    ttl: int | None
+
+
+class _Timestamped:
+    """Mixin for icmplib's socket classes: kernel timestamps and TTLs on receive."""
+
+    _sock: socket.socket
+    _privileged: bool
+    _IP_VERSION: int
+
+    def enable_ancillary(self) -> None:
+        timestamps.enable(self._sock)
+        if self._IP_VERSION == 4:
+            self._sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        else:
+            self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+
+    def send_echo(self, address: str, ident: int, sequence: int) -> float:
+        """Send one echo request; returns the wall-clock time taken right before ``sendto``."""
+        packet = self._create_packet(ident, sequence, PAYLOAD)  # type: ignore[attr-defined]
+        destination = (address, 0) if self._IP_VERSION == 4 else (address, 0, 0, 0)
+        sent = time.time()
+        self._sock.sendto(packet, destination)
+        return sent
+
+    def receive_echo(self) -> tuple[str, int, int, float, int | None] | None:
+        """One waiting echo reply as (source, id, sequence, kernel time, TTL), None for other packets.
+
+        Raises BlockingIOError when nothing is waiting.
+        """
+        packet, ancillary, _flags, source = self._sock.recvmsg(2048, 512)
+        stamp = timestamps.received_at(ancillary)
+        ttl = next(
+            (
+                int.from_bytes(data[:4], sys.byteorder)
+                for level, kind, data in ancillary
+                if (level, kind) in _TTL_MESSAGES
+            ),
+            None,
+        )
+        if ttl is None and self._privileged and self._IP_VERSION == 4 and len(packet) > 8:
+            ttl = packet[8]  # a raw IPv4 socket hands over the IP header, TTL at byte 8
+        reply = self._parse_reply(packet, source[0], stamp)  # type: ignore[attr-defined]
+        if reply is None or reply.type != _ECHO_REPLY[self._IP_VERSION]:
+            return None
+        return reply.source, reply.id, reply.sequence, stamp, ttl
+
+
+class TimestampedICMPv4Socket(_Timestamped, ICMPv4Socket):
+    """icmplib's ICMPv4 socket with kernel receive timestamps and reply TTLs."""
+
+
+class TimestampedICMPv6Socket(_Timestamped, ICMPv6Socket):
+    """icmplib's ICMPv6 socket with kernel receive timestamps and reply hop limits."""
+
+
+def open_socket(version: int) -> TimestampedICMPv4Socket | TimestampedICMPv6Socket:
+    """A raw socket for root, else an unprivileged one; IcmpUnavailableError when neither may be opened."""
+    kind = TimestampedICMPv4Socket if version == 4 else TimestampedICMPv6Socket
+    for privileged in (True, False):
+        try:
+            sock = kind(privileged=privileged)
+        except (SocketPermissionError, PermissionError, OSError):
+            continue
+        sock.enable_ancillary()
+        return sock
+    low, high = _ping_group_range()
+    raise IcmpUnavailableError(
+        f"cannot open an ICMPv{version} socket: not root (no CAP_NET_RAW), and group {os.getgid()} is outside "
+        f"net.ipv4.ping_group_range ({low} {high}); allow unprivileged ICMP with "
+        f"'sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"' (per network namespace; in Kubernetes a "
+        f"safe pod sysctl), or grant CAP_NET_RAW"
+    )
+
+
+def _ping_group_range() -> tuple[int, int]:
+    try:
+        low, high = open("/proc/sys/net/ipv4/ping_group_range").read().split()  # noqa: SIM115
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 1, 0
+
+
+class IcmpProber:
+    """Sends echo requests to any number of addresses over one socket per family and matches the replies.
+
+    ``await prober.echo(address, timeout)`` returns an :class:`Echo`; an unanswered request is an Echo with
+    ``rtt_ms=None`` once ``timeout`` has passed, never an exception.
+    """
+
+    name = "icmp"
+
+    def __init__(self) -> None:
+        self._sockets: dict[int, TimestampedICMPv4Socket | TimestampedICMPv6Socket] = {}
+        self._pending: dict[tuple[str, int], tuple[float, asyncio.Future[Echo]]] = {}
+        self._sequence: dict[str, int] = {}
+        self._ident = os.getpid() & 0xFFFF
+
+    def _socket(self, version: int) -> TimestampedICMPv4Socket | TimestampedICMPv6Socket:
+        sock = self._sockets.get(version)
+        if sock is None:
+            sock = self._sockets[version] = open_socket(version)
+            asyncio.get_running_loop().add_reader(sock.sock.fileno(), self._on_readable, sock)
+        return sock
+
+    @property
+    def privileged(self) -> bool:
+        return all(sock.is_privileged for sock in self._sockets.values())
+
+    async def echo(self, address: str, timeout: float) -> Echo:
+        """Ping one IP address (not a name: resolving is the caller's)."""
+        ip = ipaddress.ip_address(address)
+        address = str(ip)  # the form the kernel reports replies from
+        sock = self._socket(ip.version)
+        sequence = self._sequence.get(address, 0)
+        self._sequence[address] = (sequence + 1) & 0xFFFF
+        future: asyncio.Future[Echo] = asyncio.get_running_loop().create_future()
+        key = (address, sequence)
+        try:
+            sent = sock.send_echo(address, self._ident, sequence)
+        except OSError:
+            return Echo(time.time(), None, None)  # no route, say: an unanswered ping
+        self._pending[key] = (sent, future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return Echo(sent, None, None)
+        finally:
+            self._pending.pop(key, None)
+
+    def _on_readable(self, sock: TimestampedICMPv4Socket | TimestampedICMPv6Socket) -> None:
+        while True:
+            try:
+                reply = sock.receive_echo()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # an ICMP error queued on the socket: the request will time out
+            if reply is None:
+                continue
+            source, ident, sequence, stamp, ttl = reply
+            # Raw sockets see every echo reply on the host: only ours count. Unprivileged sockets get only
+            # their own, under an id the kernel chose.
+            if sock.is_privileged and ident != self._ident:
+                continue
+            waiting = self._pending.get((source, sequence))
+            if waiting is None:
+                continue
+            sent, future = waiting
+            if not future.done():
+                future.set_result(Echo(sent, max(0.0, (stamp - sent) * 1000.0), ttl))
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            with contextlib.suppress(RuntimeError):  # no loop running any more: nothing to remove
+                asyncio.get_running_loop().remove_reader(sock.sock.fileno())
+            sock.close()
+        self._sockets.clear()

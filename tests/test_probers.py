@@ -1,0 +1,92 @@
+"""The ICMP and NTP probers over real sockets: loopback here; namespace test hosts in test_probe_hosts.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from migwatch.probes.icmp import IcmpProber
+from migwatch.probes.ntp import ClockReading, NtpProber
+from tests.ntp_responder import NtpResponder
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_echo_over_loopback_has_a_kernel_timed_rtt_and_the_reply_ttl(address: str) -> None:
+    async def probe() -> list:
+        prober = IcmpProber()
+        try:
+            return [await prober.echo(address, 1.0) for _ in range(20)]
+        finally:
+            prober.close()
+
+    echoes = run(probe())
+    rtts = sorted(echo.rtt_ms for echo in echoes if echo.rtt_ms is not None)
+    assert len(rtts) == 20
+    # Kernel timestamps: loopback round trips of tens of microseconds, not the event loop's milliseconds.
+    assert rtts[10] < 0.5
+    assert {echo.ttl for echo in echoes} == {64}
+
+
+def test_thousands_of_addresses_at_once_over_one_socket() -> None:
+    addresses = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(3000)]
+
+    async def probe() -> list:
+        prober = IcmpProber()
+        try:
+            return await asyncio.gather(*(prober.echo(address, 5.0) for address in addresses))
+        finally:
+            prober.close()
+
+    echoes = run(probe())
+    assert sum(echo.rtt_ms is not None for echo in echoes) == len(addresses)
+    assert sorted(echo.rtt_ms for echo in echoes)[len(echoes) // 2] < 5.0
+
+
+@pytest.fixture
+def responder() -> Iterator[NtpResponder]:
+    server = NtpResponder(offset_ms=-152.3)
+    yield server
+    server.close()
+
+
+def _query(port: int, address: str = "127.0.0.1", timeout: float = 1.0) -> ClockReading:
+    async def query() -> ClockReading:
+        prober = NtpProber(port=port)
+        try:
+            return await prober.query(address, timeout)
+        finally:
+            prober.close()
+
+    return run(query())
+
+
+def test_ntp_offset_sign_and_size(responder: NtpResponder) -> None:
+    reading = _query(responder.port)
+    assert reading.error is None
+    assert reading.offset_ms == pytest.approx(-152.3, abs=1.0)  # the target's clock is behind: negative
+    assert 0 <= reading.delay_ms < 50
+    assert (reading.stratum, reading.leap, reading.ref_id) == (2, 0, "127.0.0.1")
+    assert reading.root_delay_ms == pytest.approx(1.0, abs=0.01)
+    responder.offset_ms = 480.0
+    assert _query(responder.port).offset_ms == pytest.approx(480.0, abs=1.0)
+
+
+def test_ntp_failures_are_readings_with_an_error(responder: NtpResponder) -> None:
+    responder.leap = 3
+    assert _query(responder.port).error == "unsynchronized"
+    responder.leap, responder.stratum = 0, 16
+    assert _query(responder.port).error == "unsynchronized"
+    responder.garbage = True
+    assert _query(responder.port).error == "invalid"
+    responder.garbage, responder.silent = False, True
+    reading = _query(responder.port, timeout=0.3)
+    assert (reading.error, reading.offset_ms, reading.delay_ms) == ("timeout", None, None)
