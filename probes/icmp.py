@@ -99,19 +99,21 @@ class TimestampedICMPv6Socket(_Timestamped, ICMPv6Socket):
     """icmplib's ICMPv6 socket with kernel receive timestamps and reply hop limits."""
 
 
-def open_socket(version: int) -> TimestampedICMPv4Socket | TimestampedICMPv6Socket:
-    """A raw socket for root, else an unprivileged one; IcmpUnavailableError when neither may be opened."""
+def open_socket(version: int, privileged: bool | None = None) -> TimestampedICMPv4Socket | TimestampedICMPv6Socket:
+    """A raw socket for root, else an unprivileged one (``privileged`` forces one kind); IcmpUnavailableError
+    when none may be opened."""
     kind = TimestampedICMPv4Socket if version == 4 else TimestampedICMPv6Socket
-    for privileged in (True, False):
+    for raw in (True, False) if privileged is None else (privileged,):
         try:
-            sock = kind(privileged=privileged)
+            sock = kind(privileged=raw)
         except (SocketPermissionError, PermissionError, OSError):
             continue
         sock.enable_ancillary()
         return sock
     low, high = _ping_group_range()
+    raw = "raw sockets were not asked for" if privileged is False else "raw sockets need root or CAP_NET_RAW"
     raise IcmpUnavailableError(
-        f"cannot open an ICMPv{version} socket: not root (no CAP_NET_RAW), and group {os.getgid()} is outside "
+        f"cannot open an ICMPv{version} socket: {raw}, and group {os.getgid()} is outside "
         f"net.ipv4.ping_group_range ({low} {high}); allow unprivileged ICMP with "
         f"'sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"' (per network namespace; in Kubernetes a "
         f"safe pod sysctl), or grant CAP_NET_RAW"
@@ -135,7 +137,8 @@ class IcmpProber:
 
     name = "icmp"
 
-    def __init__(self) -> None:
+    def __init__(self, privileged: bool | None = None) -> None:
+        self._privileged = privileged  # None: raw sockets when allowed, else unprivileged ones
         self._sockets: dict[int, TimestampedICMPv4Socket | TimestampedICMPv6Socket] = {}
         self._pending: dict[tuple[str, int], tuple[float, asyncio.Future[Echo]]] = {}
         self._sequence: dict[str, int] = {}
@@ -144,7 +147,7 @@ class IcmpProber:
     def _socket(self, version: int) -> TimestampedICMPv4Socket | TimestampedICMPv6Socket:
         sock = self._sockets.get(version)
         if sock is None:
-            sock = self._sockets[version] = open_socket(version)
+            sock = self._sockets[version] = open_socket(version, self._privileged)
             asyncio.get_running_loop().add_reader(sock.sock.fileno(), self._on_readable, sock)
         return sock
 

@@ -1,0 +1,66 @@
+"""The probers against test hosts in network namespaces: loss and TTL changes made with iptables, and
+unprivileged ICMP sockets where ping_group_range allows them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.netns import Link, link
+
+ECHO = """
+import asyncio, json
+from migwatch.probes.icmp import IcmpProber
+async def main():
+    prober = IcmpProber(privileged={privileged})
+    try:
+        echoes = [await prober.echo({address!r}, {timeout}) for _ in range({count})]
+    finally:
+        prober.close()
+    print(json.dumps([[e.rtt_ms, e.ttl] for e in echoes]))
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def hosts() -> Iterator[Link]:
+    with link() as made:
+        yield made
+
+
+def _echo(hosts: Link, address: str, count: int = 5, timeout: float = 1.0, privileged: bool | None = None) -> list:
+    code = ECHO.format(privileged=privileged, address=address, timeout=timeout, count=count)
+    return hosts.python_in_monitor(code)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_namespace_host_answers_with_its_ttl(hosts: Link, family: int) -> None:
+    # The first request may wait for neighbour discovery on the fresh link: judge the ones after it.
+    echoes = _echo(hosts, hosts.host_ip if family == 4 else hosts.host_ip6, count=6)[1:]
+    assert all(rtt is not None and rtt < 50 for rtt, _ in echoes)
+    assert {ttl for _, ttl in echoes} == {64}
+
+
+def test_dropped_replies_are_unanswered_samples_not_missing_ones(hosts: Link) -> None:
+    hosts.in_host("iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")
+    echoes = _echo(hosts, hosts.host_ip, count=3, timeout=0.3)
+    assert echoes == [[None, None]] * 3
+
+
+def test_a_ttl_change_is_read_from_the_reply(hosts: Link) -> None:
+    hosts.in_host("iptables", "-t", "mangle", "-A", "OUTPUT", "-p", "icmp", "-j", "TTL", "--ttl-set", "50")
+    assert {ttl for _, ttl in _echo(hosts, hosts.host_ip)} == {50}
+
+
+def test_unprivileged_sockets_where_ping_group_range_allows_them(hosts: Link) -> None:
+    refused = hosts.python_in_monitor(
+        "import json\nfrom migwatch.probes.icmp import open_socket, IcmpUnavailableError\n"
+        "try:\n    open_socket(4, privileged=False)\n    print(json.dumps('opened'))\n"
+        "except IcmpUnavailableError as error:\n    print(json.dumps(str(error)))\n"
+    )
+    assert "net.ipv4.ping_group_range" in str(refused) and "sysctl -w" in str(refused)
+    hosts.in_monitor("sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+    echoes = _echo(hosts, hosts.host_ip, privileged=False)
+    assert all(rtt is not None for rtt, _ in echoes)
+    assert {ttl for _, ttl in echoes} == {64}  # from IP_RECVTTL: no IP header on these sockets
