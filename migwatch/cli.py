@@ -25,7 +25,6 @@ _COMING = {
     "probe": "issue #3 (probe workers)",
     "worker": "issue #5 (Faust stream workers)",
     "watch": "issue #7 (single-process mode)",
-    "record": "issue #3 (probe workers) and #6 (migration lab)",
 }
 
 
@@ -132,6 +131,16 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    from migwatch.probes.record import run
+
+    settings = config_module.load(args.config)
+    if not 0 < args.duration <= 30 * 86400:
+        raise RecordError(f"--duration: must be > 0 s and at most 30 days, got {args.duration!r}")
+    run(settings, args.out, args.duration)
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from migwatch.plot import plot
 
@@ -154,6 +163,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "replay": _replay,
     "eval": _eval,
     "plot": _plot,
+    "record": _record,
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ import msgspec
 
 from migwatch.detectors.settings import DEFAULTS as DETECTOR_DEFAULTS
 from migwatch.detectors.settings import Settings as DetectorSettings
-from migwatch.records import RecordError, Target, convert, explain
+from migwatch.records import RecordError, Target, check_identifier, convert, explain
 
 ENV_PREFIX = "MIGWATCH_"
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,200}\Z")
@@ -74,12 +75,34 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
         return [server.strip() for server in self.bootstrap.split(",") if server.strip()]
 
 
+class ProbeSettings(_Section, kw_only=True, forbid_unknown_fields=True):
+    """One probe worker: its name in the samples, its site, and how long it waits for answers."""
+
+    name: str = msgspec.field(default_factory=lambda: socket.gethostname() or "probe")
+    site: str = "default"  # the worker probes the targets of this site
+    ping_timeout_s: float = 1.0
+    ntp_timeout_s: float = 1.0
+    ntp_port: int = 123
+    resolve_every_s: float = 60.0  # host names are looked up again this often
+
+    def __post_init__(self) -> None:
+        check_identifier("name", self.name)
+        check_identifier("site", self.site)
+        for name in ("ping_timeout_s", "ntp_timeout_s", "resolve_every_s"):
+            value = getattr(self, name)
+            if not 0 < value <= 3600:
+                raise RecordError(f"{name}: must be > 0 and <= 3600, got {value!r}")
+        if not 0 < self.ntp_port < 65536:
+            raise RecordError(f"ntp_port: must be between 1 and 65535, got {self.ntp_port!r}")
+
+
 class ConfigTarget(Target, kw_only=True, forbid_unknown_fields=True):
     """A Target as written in the config file, where an unknown key is an error (on Kafka it is ignored)."""
 
 
 class Config(_Section, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    probe: ProbeSettings = msgspec.field(default_factory=ProbeSettings)
     detectors: DetectorSettings = DETECTOR_DEFAULTS
     targets: list[ConfigTarget] = []
 

@@ -30,7 +30,6 @@ def test_help_lists_every_contract_verb() -> None:
         ("probe", [], "issue #3 (probe workers)"),
         ("worker", [], "issue #5 (Faust stream workers)"),
         ("watch", [], "issue #7 (single-process mode)"),
-        ("record", ["--out", "t.jsonl", "--duration", "5"], "issue #3 (probe workers) and #6 (migration lab)"),
     ],
 )
 def test_verbs_still_to_come_check_their_config_then_say_so(

@@ -1,0 +1,35 @@
+"""``migwatch record``: the real probes writing straight into a trace file (CONTRACT section 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from migwatch.config import Config
+from migwatch.probes.scheduler import Sample, Scheduler
+from migwatch.progress import Progress
+from migwatch.trace import TraceWriter
+
+
+async def record(config: Config, out: str | os.PathLike[str], duration_s: float) -> Scheduler:
+    """Probe the config's targets (of this probe's site) for ``duration_s`` into ``out``."""
+    progress = Progress("record")
+    with TraceWriter(out) as writer:
+
+        def sink(sample: Sample) -> None:
+            writer.write(sample)
+            progress.add()
+
+        scheduler = Scheduler(config.probe, sink)
+        scheduler.set_targets(t for t in config.targets if t.site == config.probe.site)
+        try:
+            await scheduler.run(duration_s)
+        finally:
+            scheduler.close()
+    lateness = scheduler.lateness_quantiles()
+    progress.done(f"lateness p50 {lateness['p50']:.1f} ms, p99 {lateness['p99']:.1f} ms, {scheduler.skipped} skipped")
+    return scheduler
+
+
+def run(config: Config, out: str | os.PathLike[str], duration_s: float) -> Scheduler:
+    return asyncio.run(record(config, out, duration_s))

@@ -1,0 +1,230 @@
+"""Drift-free per-target schedules that drive the probers and hand every sample to a sink.
+
+Each target's pings fire at ``anchor + k * ping_interval_s`` (and its NTP queries likewise), never at "last
+time + interval", so a late start does not push every later probe back. Anchors are spread over the
+interval by a hash of the target id, so ten thousand targets do not fire in the same millisecond. How late
+each probe fired is recorded (``lateness``); a probe that could only fire more than one interval late is
+skipped and counted rather than fired in a burst.
+
+The sink must not block (the Kafka publisher buffers): probing never waits for the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import socket
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from migwatch.config import ProbeSettings
+from migwatch.probes.icmp import IcmpProber
+from migwatch.probes.ntp import ClockReading, NtpProber
+from migwatch.records import ClockSample, PingSample, Target
+
+Sample = PingSample | ClockSample
+Sink = Callable[[Sample], None]
+
+
+class Resolver:
+    """Host names to addresses, looked up without blocking the loop and cached for ``every_s``."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    async def resolve(self, address: str) -> str | None:
+        """The IP address for a target's address (itself when it is one); None when the name fails."""
+        cached = self._cache.get(address)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+            ip: str | None = address
+            expires = float("inf")  # an IP address needs no lookup, ever
+        except OSError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(address, None, type=socket.SOCK_DGRAM)
+                ip = str(infos[0][4][0])
+            except (OSError, UnicodeError, IndexError):
+                ip = None
+            expires = now + self.every_s
+        self._cache[address] = (expires, ip)
+        return ip
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    order: int
+    target: Target = field(compare=False)
+    kind: str = field(compare=False)  # "ping" or "ntp"
+    interval: float = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+
+class Scheduler:
+    """Probes a set of targets until stopped; ``set_targets`` changes the set while it runs."""
+
+    def __init__(
+        self,
+        settings: ProbeSettings,
+        sink: Sink,
+        icmp: IcmpProber | None = None,
+        ntp: NtpProber | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.icmp = icmp or IcmpProber()
+        self.ntp = ntp or NtpProber(port=settings.ntp_port)
+        self.resolver = Resolver(settings.resolve_every_s)
+        self.lateness: deque[float] = deque(maxlen=100_000)  # seconds, most recent probes
+        self.skipped = 0
+        self.fired = 0
+        self._heap: list[_Job] = []
+        self._jobs: dict[tuple[str, str], _Job] = {}
+        self._seq: dict[str, int] = {}
+        self._order = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    # ------------------------------------------------------------------------------------------- targets
+
+    def set_targets(self, targets: Iterable[Target]) -> None:
+        """Probe exactly these targets from now on; kept targets keep their schedule and sequence."""
+        wanted: dict[tuple[str, str], tuple[Target, float]] = {}
+        for target in targets:
+            wanted[(target.id, "ping")] = (target, target.ping_interval_s)
+            if target.ntp:
+                wanted[(target.id, "ntp")] = (target, target.ntp_interval_s)
+        for key, job in list(self._jobs.items()):
+            if key not in wanted or wanted[key] != (job.target, job.interval):
+                job.cancelled = True  # lazily dropped from the heap
+                del self._jobs[key]
+        now = time.monotonic()
+        for key, (target, interval) in wanted.items():
+            if key not in self._jobs:
+                # A fixed phase per target and kind spreads the fleet over the interval.
+                phase = zlib.crc32(f"{key[0]}/{key[1]}".encode()) / 2**32 * interval
+                self._order += 1
+                job = _Job(now + phase, self._order, target, key[1], interval)
+                self._jobs[key] = job
+                heapq.heappush(self._heap, job)
+        self._wake.set()
+
+    @property
+    def targets(self) -> int:
+        return len({target_id for target_id, _ in self._jobs})
+
+    # ----------------------------------------------------------------------------------------------- run
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Fire probes until ``stop()`` (or for ``duration_s``), then wait for the ones in flight."""
+        end = None if duration_s is None else time.monotonic() + duration_s
+        while not self._stopping:
+            now = time.monotonic()
+            if end is not None and now >= end:
+                break
+            while self._heap and self._heap[0].cancelled:
+                heapq.heappop(self._heap)
+            if not self._heap or self._heap[0].due > now:
+                wait = (self._heap[0].due - now) if self._heap else 3600.0
+                if end is not None:
+                    wait = min(wait, end - now)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):  # woken early by set_targets or stop
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            job = heapq.heappop(self._heap)
+            late = now - job.due
+            if late > job.interval:
+                # Too late to mean anything at this slot: skip to the next one instead of a burst.
+                missed = int(late // job.interval)
+                self.skipped += missed
+                job.due += missed * job.interval
+            else:
+                self.lateness.append(late)
+                self._fire(job)
+                job.due += job.interval
+            heapq.heappush(self._heap, job)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def close(self) -> None:
+        self.icmp.close()
+        self.ntp.close()
+
+    def _fire(self, job: _Job) -> None:
+        self.fired += 1
+        if job.kind == "ping":
+            seq = self._seq.get(job.target.id, 0)
+            self._seq[job.target.id] = seq + 1
+            task = asyncio.create_task(self._ping(job.target, seq))
+        else:
+            task = asyncio.create_task(self._query(job.target))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ping(self, target: Target, seq: int) -> None:
+        ip = await self.resolver.resolve(target.address)
+        if ip is None:
+            sent, rtt, ttl = time.time(), None, None  # a name that does not resolve: an unanswered ping
+        else:
+            echo = await self.icmp.echo(ip, self.settings.ping_timeout_s)
+            sent, rtt, ttl = echo.sent, echo.rtt_ms, echo.ttl
+        self.sink(
+            PingSample(
+                target=target.id,
+                address=target.address,
+                kind=target.kind,
+                probe=self.settings.name,
+                seq=seq,
+                ts=sent,
+                rtt_ms=rtt,
+                ttl=ttl,
+            )
+        )
+
+    async def _query(self, target: Target) -> None:
+        ip = await self.resolver.resolve(target.address)
+        if ip is None:
+            reading = ClockReading(time.time(), error="timeout")  # no answer to be had: no address
+        else:
+            reading = await self.ntp.query(ip, self.settings.ntp_timeout_s)
+        self.sink(
+            ClockSample(
+                target=target.id,
+                address=target.address,
+                probe=self.settings.name,
+                ts=reading.sent,
+                offset_ms=reading.offset_ms,
+                delay_ms=reading.delay_ms,
+                stratum=reading.stratum,
+                ref_id=reading.ref_id,
+                leap=reading.leap,
+                root_delay_ms=reading.root_delay_ms,
+                root_dispersion_ms=reading.root_dispersion_ms,
+                error=reading.error,  # type: ignore[arg-type]
+            )
+        )
+
+    def lateness_quantiles(self) -> dict[str, float]:
+        """p50, p99 and max of how late the recent probes fired, in milliseconds."""
+        ordered = sorted(self.lateness)
+        if not ordered:
+            return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+
+        def at(quantile: float) -> float:
+            return 1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+
+        return {"p50": at(0.5), "p99": at(0.99), "max": 1000 * ordered[-1]}
