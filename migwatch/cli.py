@@ -22,7 +22,6 @@ EXIT_USAGE = 2
 
 # Verbs of the contract whose work later issues bring; they say so instead of pretending to work.
 _COMING = {
-    "probe": "issue #3 (probe workers)",
     "worker": "issue #5 (Faust stream workers)",
     "watch": "issue #7 (single-process mode)",
 }
@@ -131,6 +130,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from migwatch.probes.worker import run
+
+    run(config_module.load(args.config))
+    return 0
+
+
 def _record(args: argparse.Namespace) -> int:
     from migwatch.probes.record import run
 
@@ -164,6 +170,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "eval": _eval,
     "plot": _plot,
     "record": _record,
+    "probe": _probe,
 }
 
 

@@ -75,6 +75,10 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
         return [server.strip() for server in self.bootstrap.split(",") if server.strip()]
 
 
+def _state_home() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "migwatch"
+
+
 class ProbeSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     """One probe worker: its name in the samples, its site, and how long it waits for answers."""
 
@@ -84,6 +88,10 @@ class ProbeSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     ntp_timeout_s: float = 1.0
     ntp_port: int = 123
     resolve_every_s: float = 60.0  # host names are looked up again this often
+    # While Kafka is away samples wait in memory, then in a spill file; only past its limit are they dropped.
+    buffer_samples: int = 200_000
+    spill_dir: str = msgspec.field(default_factory=lambda: str(_state_home() / "spill"))
+    spill_limit_mb: int = 1024
 
     def __post_init__(self) -> None:
         check_identifier("name", self.name)
@@ -92,6 +100,9 @@ class ProbeSettings(_Section, kw_only=True, forbid_unknown_fields=True):
             value = getattr(self, name)
             if not 0 < value <= 3600:
                 raise RecordError(f"{name}: must be > 0 and <= 3600, got {value!r}")
+        for name in ("buffer_samples", "spill_limit_mb"):
+            if getattr(self, name) < 1:
+                raise RecordError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
         if not 0 < self.ntp_port < 65536:
             raise RecordError(f"ntp_port: must be between 1 and 65535, got {self.ntp_port!r}")
 

@@ -20,11 +20,11 @@ def _common(settings: KafkaSettings) -> dict[str, Any]:
 def producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     """A producer that loses nothing it acknowledged: all in-sync replicas, idempotent retries."""
     options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **overrides}
-    return KafkaProducer(**_common(settings), **options)
+    return KafkaProducer(**{**_common(settings), **options})
 
 
 def consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> KafkaConsumer:
-    return KafkaConsumer(*topics, **_common(settings), **overrides)
+    return KafkaConsumer(*topics, **{**_common(settings), **overrides})
 
 
 def admin(settings: KafkaSettings) -> KafkaAdminClient:

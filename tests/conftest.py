@@ -5,8 +5,11 @@ here and stopped afterwards when it does not)."""
 from __future__ import annotations
 
 import os
+import random
+import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
@@ -15,6 +18,36 @@ from migwatch.local_kafka import DEFAULT_PORT, LocalKafka
 from migwatch.topics import TopicNames, ensure_topics
 
 TEST_PARTITIONS = 3
+
+
+def free_port_pair() -> int:
+    """A port p with p and p+1 free on 127.0.0.1 (the broker and its controller)."""
+    for _ in range(100):
+        port = random.randrange(20_000, 30_000)
+        if all(_bindable(p) for p in (port, port + 1)):
+            return port
+    raise RuntimeError("no free port pair found")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def spare_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A second broker on free ports, its data under tmp_path, sharing the cached jars."""
+    default = LocalKafka()
+    broker = LocalKafka(port=free_port_pair(), root=tmp_path)
+    # Reuse the jars fetched for the default broker instead of fetching them again.
+    broker.libs.parent.mkdir(parents=True)
+    broker.libs.symlink_to(default.libs)
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture(scope="session")

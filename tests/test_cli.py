@@ -27,7 +27,6 @@ def test_help_lists_every_contract_verb() -> None:
 @pytest.mark.parametrize(
     ("verb", "extra", "issue"),
     [
-        ("probe", [], "issue #3 (probe workers)"),
         ("worker", [], "issue #5 (Faust stream workers)"),
         ("watch", [], "issue #7 (single-process mode)"),
     ],

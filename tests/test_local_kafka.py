@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import random
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,43 +12,14 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from migwatch.local_kafka import LocalKafka, LocalKafkaError
+from tests.conftest import free_port_pair
 
 pytestmark = pytest.mark.kafka
 SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "local" / "kafka"
 
 
-def _free_port_pair() -> int:
-    """A port p with p and p+1 free on 127.0.0.1 (the broker and its controller)."""
-    for _ in range(100):
-        port = random.randrange(20_000, 30_000)
-        if all(_bindable(p) for p in (port, port + 1)):
-            return port
-    raise RuntimeError("no free port pair found")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _script(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=300, check=False)
-
-
-@pytest.fixture
-def spare_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    """A second broker on free ports, its data under tmp_path, sharing the cached jars."""
-    default = LocalKafka()
-    broker = LocalKafka(port=_free_port_pair(), root=tmp_path)
-    # Reuse the jars fetched for the default broker instead of fetching them again.
-    broker.libs.parent.mkdir(parents=True)
-    broker.libs.symlink_to(default.libs)
-    yield broker
-    broker.stop()
 
 
 def test_broker_life_cycle_keeps_data_across_restarts(spare_broker: LocalKafka) -> None:
@@ -69,7 +38,7 @@ def test_broker_life_cycle_keeps_data_across_restarts(spare_broker: LocalKafka) 
 
 
 def test_a_port_taken_by_another_program_is_a_clear_error(tmp_path: Path) -> None:
-    port = _free_port_pair()
+    port = free_port_pair()
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
@@ -83,7 +52,7 @@ def test_script_status_stop_and_topics(kafka_bootstrap: str, tmp_path: Path) -> 
     if LocalKafka(port=port).pid() is None:
         pytest.skip("the tests use a broker that deploy/local/kafka did not start")
     assert status.returncode == 0 and status.stdout.startswith("running: pid") and ", ready," in status.stdout
-    absent = str(_free_port_pair())
+    absent = str(free_port_pair())
     assert _script("status", "--port", absent).returncode == 3
     assert _script("stop", "--port", absent).stdout == f"not running (port {absent})\n"
     prefix = f"script-{tmp_path.name[-6:]}."

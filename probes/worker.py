@@ -1,0 +1,49 @@
+"""``migwatch probe``: a probe worker publishing every sample of its site's targets to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from migwatch.config import Config
+from migwatch.probes.publisher import Publisher
+from migwatch.probes.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+async def probe(config: Config, duration_s: float | None = None) -> tuple[Scheduler, Publisher]:
+    """Probe until SIGINT/SIGTERM (or ``duration_s``), then flush what Kafka will take."""
+    settings = config.probe
+    publisher = Publisher(
+        config.kafka,
+        Path(settings.spill_dir) / f"{settings.name}.spill",
+        memory_limit=settings.buffer_samples,
+        spill_limit_bytes=settings.spill_limit_mb << 20,
+    )
+    scheduler = Scheduler(settings, publisher.publish)
+    targets = [target for target in config.targets if target.site == settings.site]
+    scheduler.set_targets(targets)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, scheduler.stop)
+    log.warning(
+        "probe %s: %d targets of site %s -> %s", settings.name, len(targets), settings.site, config.kafka.bootstrap
+    )
+    try:
+        await scheduler.run(duration_s)
+    finally:
+        scheduler.close()
+        await asyncio.to_thread(publisher.close)
+    log.warning(
+        "probe %s: %d samples sent, %d dropped, %d left for the next run", settings.name, publisher.sent,
+        publisher.dropped, publisher.left_over,
+    )  # fmt: skip
+    return scheduler, publisher
+
+
+def run(config: Config, duration_s: float | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(probe(config, duration_s))
