@@ -21,7 +21,7 @@ import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -92,17 +92,24 @@ class ProbeSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     buffer_samples: int = 200_000
     spill_dir: str = msgspec.field(default_factory=lambda: str(_state_home() / "spill"))
     spill_limit_mb: int = 1024
+    # Targets from the config file, or shared by the site's workers through the compacted targets topic.
+    targets_from: Literal["config", "topic"] = "config"
+    session_timeout_s: float = 10.0  # a lost worker's targets move to the others after this
+    metrics_bind: str = "127.0.0.1"  # Prometheus /metrics; set 0.0.0.0 to be scraped from elsewhere
+    metrics_port: int = 9108  # 0: no endpoint
 
     def __post_init__(self) -> None:
         check_identifier("name", self.name)
         check_identifier("site", self.site)
-        for name in ("ping_timeout_s", "ntp_timeout_s", "resolve_every_s"):
+        for name in ("ping_timeout_s", "ntp_timeout_s", "resolve_every_s", "session_timeout_s"):
             value = getattr(self, name)
             if not 0 < value <= 3600:
                 raise RecordError(f"{name}: must be > 0 and <= 3600, got {value!r}")
         for name in ("buffer_samples", "spill_limit_mb"):
             if getattr(self, name) < 1:
                 raise RecordError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+        if not 0 <= self.metrics_port < 65536:
+            raise RecordError(f"metrics_port: must be between 0 and 65535, got {self.metrics_port!r}")
         if not 0 < self.ntp_port < 65536:
             raise RecordError(f"ntp_port: must be between 1 and 65535, got {self.ntp_port!r}")
 

@@ -28,6 +28,8 @@ from migwatch.records import ClockSample, PingSample, Target
 
 Sample = PingSample | ClockSample
 Sink = Callable[[Sample], None]
+# Upper bounds (s) of the lateness histogram; the last one catches everything.
+LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf"))
 
 
 class Resolver:
@@ -84,8 +86,12 @@ class Scheduler:
         self.ntp = ntp or NtpProber(port=settings.ntp_port)
         self.resolver = Resolver(settings.resolve_every_s)
         self.lateness: deque[float] = deque(maxlen=100_000)  # seconds, most recent probes
+        self.lateness_buckets = dict.fromkeys(LATENESS_BUCKETS, 0)  # cumulative counts, for the histogram
+        self.lateness_sum = 0.0
         self.skipped = 0
         self.fired = 0
+        self.unanswered = 0  # pings without a reply
+        self.ntp_errors: dict[str, int] = {}  # failed NTP queries by error
         self._heap: list[_Job] = []
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._seq: dict[str, int] = {}
@@ -149,12 +155,19 @@ class Scheduler:
                 self.skipped += missed
                 job.due += missed * job.interval
             else:
-                self.lateness.append(late)
+                self._late(late)
                 self._fire(job)
                 job.due += job.interval
             heapq.heappush(self._heap, job)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _late(self, late: float) -> None:
+        self.lateness.append(late)
+        self.lateness_sum += late
+        for bound in LATENESS_BUCKETS:
+            if late <= bound:
+                self.lateness_buckets[bound] += 1
 
     def stop(self) -> None:
         self._stopping = True
@@ -182,6 +195,7 @@ class Scheduler:
         else:
             echo = await self.icmp.echo(ip, self.settings.ping_timeout_s)
             sent, rtt, ttl = echo.sent, echo.rtt_ms, echo.ttl
+        self.unanswered += rtt is None
         self.sink(
             PingSample(
                 target=target.id,
@@ -201,6 +215,8 @@ class Scheduler:
             reading = ClockReading(time.time(), error="timeout")  # no answer to be had: no address
         else:
             reading = await self.ntp.query(ip, self.settings.ntp_timeout_s)
+        if reading.error is not None:
+            self.ntp_errors[reading.error] = self.ntp_errors.get(reading.error, 0) + 1
         self.sink(
             ClockSample(
                 target=target.id,

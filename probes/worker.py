@@ -8,8 +8,11 @@ import signal
 from pathlib import Path
 
 from migwatch.config import Config
+from migwatch.probes import metrics
 from migwatch.probes.publisher import Publisher
 from migwatch.probes.scheduler import Scheduler
+from migwatch.probes.target_feed import TargetFeed
+from migwatch.records import Target
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +27,29 @@ async def probe(config: Config, duration_s: float | None = None) -> tuple[Schedu
         spill_limit_bytes=settings.spill_limit_mb << 20,
     )
     scheduler = Scheduler(settings, publisher.publish)
-    targets = [target for target in config.targets if target.site == settings.site]
-    scheduler.set_targets(targets)
+    if settings.metrics_port:
+        metrics.serve(scheduler, publisher, settings.metrics_bind, settings.metrics_port)
     loop = asyncio.get_running_loop()
+    feed = None
+    if settings.targets_from == "topic":
+
+        def changed(targets: list[Target]) -> None:
+            loop.call_soon_threadsafe(scheduler.set_targets, targets)
+
+        feed = TargetFeed(config.kafka, settings.site, changed, settings.session_timeout_s)
+        feed.start()
+        source = f"topic {feed.topic}, group {feed.group}"
+    else:
+        scheduler.set_targets(target for target in config.targets if target.site == settings.site)
+        source = f"{scheduler.targets} targets of the config"
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, scheduler.stop)
-    log.warning(
-        "probe %s: %d targets of site %s -> %s", settings.name, len(targets), settings.site, config.kafka.bootstrap
-    )
+    log.warning("probe %s of site %s: %s -> %s", settings.name, settings.site, source, config.kafka.bootstrap)
     try:
         await scheduler.run(duration_s)
     finally:
+        if feed is not None:
+            await asyncio.to_thread(feed.stop)
         scheduler.close()
         await asyncio.to_thread(publisher.close)
     log.warning(
