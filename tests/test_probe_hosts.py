@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.link_emulator import emulated_link
 from tests.netns import Link, link
 
 ECHO = """
@@ -64,3 +65,14 @@ def test_unprivileged_sockets_where_ping_group_range_allows_them(hosts: Link) ->
     echoes = _echo(hosts, hosts.host_ip, privileged=False)
     assert all(rtt is not None for rtt, _ in echoes)
     assert {ttl for _, ttl in echoes} == {64}  # from IP_RECVTTL: no IP header on these sockets
+
+
+def test_rtt_follows_the_emulated_delay_as_it_changes() -> None:
+    with emulated_link(delay_ms=5.0) as emulated:
+        hosts = Link(emulated.monitor, emulated.host, emulated.monitor_ip, emulated.host_ip, "", "")
+        five = sorted(rtt for rtt, _ in _echo(hosts, emulated.host_ip, count=10, timeout=2.0))
+        emulated.emulator.delay_ms = 20.0  # live, as the lab's profiles change a link
+        twenty = sorted(rtt for rtt, _ in _echo(hosts, emulated.host_ip, count=10, timeout=2.0))
+    # 5 ms each way is a 10 ms round trip; the emulator's own scheduling adds a little.
+    assert 9.5 <= five[5] <= 12.0, five
+    assert 39.5 <= twenty[5] <= 43.0, twenty
