@@ -26,6 +26,7 @@ from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import SocketPermissionError
 
 from migwatch.probes import timestamps
+from migwatch.probes.deadline import settle_after
 
 IP_RECVTTL = 12  # Linux; the socket module does not export it
 _TTL_MESSAGES = ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT))
@@ -142,6 +143,7 @@ class IcmpProber:
         self._sockets: dict[int, TimestampedICMPv4Socket | TimestampedICMPv6Socket] = {}
         self._pending: dict[tuple[str, int], tuple[float, asyncio.Future[Echo]]] = {}
         self._sequence: dict[str, int] = {}
+        self._versions: dict[str, tuple[str, int]] = {}  # address as given -> (as the kernel writes it, version)
         self._ident = os.getpid() & 0xFFFF
 
     def _socket(self, version: int) -> TimestampedICMPv4Socket | TimestampedICMPv6Socket:
@@ -157,23 +159,28 @@ class IcmpProber:
 
     async def echo(self, address: str, timeout: float) -> Echo:
         """Ping one IP address (not a name: resolving is the caller's)."""
-        ip = ipaddress.ip_address(address)
-        address = str(ip)  # the form the kernel reports replies from
-        sock = self._socket(ip.version)
+        known = self._versions.get(address)
+        if known is None:
+            ip = ipaddress.ip_address(address)
+            known = self._versions[address] = (str(ip), ip.version)  # the form replies come from
+        address, version = known
+        sock = self._socket(version)
         sequence = self._sequence.get(address, 0)
         self._sequence[address] = (sequence + 1) & 0xFFFF
-        future: asyncio.Future[Echo] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Echo] = loop.create_future()
         key = (address, sequence)
         try:
             sent = sock.send_echo(address, self._ident, sequence)
         except OSError:
             return Echo(time.time(), None, None)  # no route, say: an unanswered ping
         self._pending[key] = (sent, future)
+        # One timer per request (cheaper than wait_for): unanswered by then, it is an unanswered ping.
+        timer = settle_after(timeout, future, Echo(sent, None, None))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            return Echo(sent, None, None)
+            return await future
         finally:
+            timer.cancel()
             self._pending.pop(key, None)
 
     def _on_readable(self, sock: TimestampedICMPv4Socket | TimestampedICMPv6Socket) -> None:

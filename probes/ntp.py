@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import ntplib
 
 from migwatch.probes import timestamps
+from migwatch.probes.deadline import settle_after
 
 NTP_PORT = 123
 _ORIGIN_TOLERANCE_S = 1e-5  # NTP's 32-bit fraction round-trips our send time to within a microsecond
@@ -98,12 +99,14 @@ class NtpProber:
         self._pending[address] = (sent, future)
         try:
             sock.sendto(packet, (address, self.port) if ip.version == 4 else (address, self.port, 0, 0))
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            return ClockReading(sent, error="timeout")
         except OSError:
+            self._pending.pop(address, None)
             return ClockReading(sent, error="refused")
+        timer = settle_after(timeout, future, ClockReading(sent, error="timeout"))
+        try:
+            return await future
         finally:
+            timer.cancel()
             self._pending.pop(address, None)
 
     def _on_readable(self, sock: socket.socket) -> None:

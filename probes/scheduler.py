@@ -19,7 +19,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from migwatch.config import ProbeSettings
 from migwatch.probes.icmp import IcmpProber
@@ -60,14 +60,12 @@ class Resolver:
         return ip
 
 
-@dataclass(order=True)
+@dataclass
 class _Job:
-    due: float
-    order: int
-    target: Target = field(compare=False)
-    kind: str = field(compare=False)  # "ping" or "ntp"
-    interval: float = field(compare=False)
-    cancelled: bool = field(default=False, compare=False)
+    target: Target
+    kind: str  # "ping" or "ntp"
+    interval: float
+    cancelled: bool = False
 
 
 class Scheduler:
@@ -92,7 +90,8 @@ class Scheduler:
         self.fired = 0
         self.unanswered = 0  # pings without a reply
         self.ntp_errors: dict[str, int] = {}  # failed NTP queries by error
-        self._heap: list[_Job] = []
+        # (due, order, job): tuples compare in C, and `order` breaks ties before the job would be compared.
+        self._heap: list[tuple[float, int, _Job]] = []
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._seq: dict[str, int] = {}
         self._order = 0
@@ -118,10 +117,9 @@ class Scheduler:
             if key not in self._jobs:
                 # A fixed phase per target and kind spreads the fleet over the interval.
                 phase = zlib.crc32(f"{key[0]}/{key[1]}".encode()) / 2**32 * interval
-                self._order += 1
-                job = _Job(now + phase, self._order, target, key[1], interval)
+                job = _Job(target, key[1], interval)
                 self._jobs[key] = job
-                heapq.heappush(self._heap, job)
+                self._push(now + phase, job)
         self._wake.set()
 
     @property
@@ -137,30 +135,33 @@ class Scheduler:
             now = time.monotonic()
             if end is not None and now >= end:
                 break
-            while self._heap and self._heap[0].cancelled:
+            while self._heap and self._heap[0][2].cancelled:
                 heapq.heappop(self._heap)
-            if not self._heap or self._heap[0].due > now:
-                wait = (self._heap[0].due - now) if self._heap else 3600.0
+            if not self._heap or self._heap[0][0] > now:
+                wait = (self._heap[0][0] - now) if self._heap else 3600.0
                 if end is not None:
                     wait = min(wait, end - now)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):  # woken early by set_targets or stop
                     await asyncio.wait_for(self._wake.wait(), wait)
                 continue
-            job = heapq.heappop(self._heap)
-            late = now - job.due
+            due, _, job = heapq.heappop(self._heap)
+            late = now - due
             if late > job.interval:
                 # Too late to mean anything at this slot: skip to the next one instead of a burst.
                 missed = int(late // job.interval)
                 self.skipped += missed
-                job.due += missed * job.interval
+                self._push(due + missed * job.interval, job)
             else:
                 self._late(late)
                 self._fire(job)
-                job.due += job.interval
-            heapq.heappush(self._heap, job)
+                self._push(due + job.interval, job)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _push(self, due: float, job: _Job) -> None:
+        self._order += 1
+        heapq.heappush(self._heap, (due, self._order, job))
 
     def _late(self, late: float) -> None:
         self.lateness.append(late)

@@ -1,0 +1,125 @@
+"""Probe worker throughput against fping, on loopback only (issue #3's benchmark).
+
+    python benchmarks/probe_rate.py [--targets 10000] [--seconds 60]
+
+Needs the local Kafka (deploy/local/kafka start) and fping (Debian package, installed by deploy/setup).
+1. --targets distinct loopback addresses (127.5.x.y) pinged at 1 Hz for --seconds by one probe process
+   publishing to Kafka: samples/s acknowledged, scheduler lateness p50/p99, CPU and peak RSS.
+2. On the same address list, in the same run: fping's rate (``fping -c1 -q -i 0``) against the ping
+   engine's burst rate, and the median RTT fping and migwatch report (migwatch's taken under the 1 Hz load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+
+from migwatch.config import KafkaSettings, ProbeSettings
+from migwatch.probes.icmp import IcmpProber
+from migwatch.probes.publisher import Publisher
+from migwatch.probes.scheduler import Scheduler
+from migwatch.records import PingSample, Target
+from migwatch.topics import ensure_topics
+
+
+def _addresses(count: int) -> list[str]:
+    return [f"127.5.{i // 250}.{i % 250 + 1}" for i in range(count)]
+
+
+def _fping(addresses: list[str], folder: Path) -> tuple[float, float]:
+    listing = folder / "targets.txt"
+    listing.write_text("\n".join(addresses) + "\n")
+    started = time.perf_counter()
+    result = subprocess.run(["fping", "-C", "1", "-q", "-i", "0", "-t", "2000", "-f", str(listing)],
+                            capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    elapsed = time.perf_counter() - started
+    rtts = [float(value) for value in re.findall(r"^\S+\s*:\s*([\d.]+)$", result.stderr, re.MULTILINE)]
+    return len(addresses) / elapsed, statistics.median(rtts) if rtts else float("nan")
+
+
+async def _burst(addresses: list[str]) -> float:
+    prober = IcmpProber()
+    try:
+        started = time.perf_counter()
+        echoes = await asyncio.gather(*(prober.echo(address, 2.0) for address in addresses))
+        elapsed = time.perf_counter() - started
+    finally:
+        prober.close()
+    assert sum(echo.rtt_ms is not None for echo in echoes) == len(addresses)
+    return len(addresses) / elapsed
+
+
+async def _sustained(addresses: list[str], seconds: float, kafka: KafkaSettings, folder: Path) -> dict[str, float]:
+    publisher = Publisher(kafka, folder / "spill")
+    rtts: list[float] = []
+
+    def sink(sample: PingSample) -> None:  # type: ignore[override]
+        publisher.publish(sample)
+        if sample.rtt_ms is not None:
+            rtts.append(sample.rtt_ms)
+
+    scheduler = Scheduler(ProbeSettings(name="bench"), sink)  # type: ignore[arg-type]
+    scheduler.set_targets(Target(id=f"b-{i}", address=a, ntp=False) for i, a in enumerate(addresses))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    await scheduler.run(seconds)
+    scheduler.close()
+    await asyncio.to_thread(publisher.close, 60.0)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    lateness = scheduler.lateness_quantiles()
+    return {
+        "sent_per_s": publisher.sent / seconds, "dropped": publisher.dropped, "elapsed": elapsed,
+        "lateness_p50_ms": lateness["p50"], "lateness_p99_ms": lateness["p99"], "skipped": scheduler.skipped,
+        "cpu_share": cpu / elapsed, "rss_mb": after.ru_maxrss / 1024, "median_rtt_ms": statistics.median(rtts),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    args = parser.parse_args()
+    if shutil.which("fping") is None:
+        raise SystemExit("fping is not installed (apt-get install fping, or deploy/setup)")
+    addresses = _addresses(args.targets)
+    prefix = f"bench-{uuid.uuid4().hex[:6]}."
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
+    ensure_topics(admin, prefix, 8)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            fping_rate, fping_rtt = _fping(addresses, Path(folder))
+            burst_rate = asyncio.run(_burst(addresses))
+            kafka = KafkaSettings(bootstrap=args.bootstrap, topic_prefix=prefix)
+            run = asyncio.run(_sustained(addresses, args.seconds, kafka, Path(folder)))
+    finally:
+        admin.delete_topics([name for name in admin.list_topics() if name.startswith(prefix)])
+        admin.close()
+    print(f"{args.targets:,} loopback targets at 1 Hz for {args.seconds:.0f} s, one probe process -> Kafka")
+    print(f"  samples acknowledged  {run['sent_per_s']:10,.0f} /s   (target >= {0.99 * args.targets:,.0f}/s), "
+          f"dropped {run['dropped']:.0f}, skipped {run['skipped']:.0f}")  # fmt: skip
+    print(f"  scheduler lateness    p50 {run['lateness_p50_ms']:.1f} ms, p99 {run['lateness_p99_ms']:.1f} ms "
+          "(target p99 < 100 ms)")  # fmt: skip
+    print(f"  CPU {100 * run['cpu_share']:.0f} % of one core, peak RSS {run['rss_mb']:.0f} MB")
+    print(f"ping engine burst rate  {burst_rate:10,.0f} /s   fping {fping_rate:,.0f} /s   "
+          f"ratio {burst_rate / fping_rate:.2f} (target >= 0.5)")  # fmt: skip
+    difference = abs(run["median_rtt_ms"] - fping_rtt)
+    print(f"median RTT              migwatch {run['median_rtt_ms']:.3f} ms (under the 1 Hz load)   fping "
+          f"{fping_rtt:.3f} ms   difference {difference:.3f} ms (target <= 0.05)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
