@@ -1,4 +1,7 @@
-"""Detectors: pure, I/O-free code on event time (the ping heuristic, time-lag detection, fusion, learners).
+"""Detectors: pure, I/O-free code on event time. The ping heuristic (:mod:`.ping`), NTP time lag
+(:mod:`.timelag`), reply TTL (:mod:`.ttl`), clock skew (:mod:`.skew`), their hybrid fusion (:mod:`.fusion`),
+river learners (:mod:`.learners`), per target (:mod:`.target`) and per fleet (:mod:`.fleet`), and the
+evaluation's scoring (:mod:`.evaluate`).
 
-Installed as ``migwatch.detectors``. Empty until issue #4 brings the detectors.
+Installed as ``migwatch.detectors``.
 """

@@ -1,4 +1,6 @@
-"""Probe workers: ICMP and NTP probers behind one interface, a scheduler, and a Kafka publisher.
+"""Probe workers: ICMP and NTP probers, a drift-free scheduler, a Kafka publisher that loses nothing, the
+site's targets shared through Kafka's consumer group, and Prometheus metrics.
 
-Installed as ``migwatch.probes``. Empty until issue #3 brings the probers.
+Installed as ``migwatch.probes``; the worker is ``migwatch probe`` (:mod:`.worker`), the recorder
+``migwatch record`` (:mod:`.record`).
 """
