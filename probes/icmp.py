@@ -15,20 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
 import ipaddress
 import os
 import socket
+import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import SocketPermissionError
 
 from migwatch.probes import timestamps
-from migwatch.probes.deadline import settle_after
 
-IP_RECVTTL = 12  # Linux; the socket module does not export it
+# Linux values the socket module does not export.
+IP_RECVTTL = 12
+SOL_RAW = 255
+ICMP_FILTER = 1
+ICMP6_FILTER = 1
 _TTL_MESSAGES = ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT))
 _ECHO_REPLY = {4: 0, 6: 129}
 PAYLOAD = b"migwatch"
@@ -47,6 +54,13 @@ class Echo:
     ttl: int | None
 
 
+@functools.cache
+def _payload_sum(payload: bytes) -> int:
+    """The payload's share of the Internet checksum: the sum of its 16-bit big-endian words."""
+    padded = payload + b"\x00" * (len(payload) % 2)
+    return sum(struct.unpack(f"!{len(padded) // 2}H", padded))
+
+
 class _Timestamped:
     """Mixin for icmplib's socket classes: kernel timestamps and TTLs on receive."""
 
@@ -60,6 +74,23 @@ class _Timestamped:
             self._sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         else:
             self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        if self._privileged:
+            # A raw socket gets every ICMP message of the host (on loopback our own requests too): let the
+            # kernel pass echo replies only, instead of parsing and dropping the rest here.
+            if self._IP_VERSION == 4:
+                self._sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", ~(1 << 0) & 0xFFFFFFFF))
+            else:
+                blocked = bytearray(b"\xff" * 32)  # ICMP6_FILTER: a set bit blocks that type (little-endian words)
+                blocked[_ECHO_REPLY[6] >> 3] &= ~(1 << (_ECHO_REPLY[6] & 7)) & 0xFF
+                self._sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, bytes(blocked))
+
+    def _create_packet(self, id: int, sequence: int, payload: bytes) -> bytes:
+        """icmplib's packet, with the checksum summed in C-speed steps: it is built ten thousand times a second."""
+        kind = self._ICMP_ECHO_REQUEST  # type: ignore[attr-defined]
+        total = (kind << 8) + id + sequence + _payload_sum(payload)
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return struct.pack("!2B3H", kind, 0, ~total & 0xFFFF, id, sequence) + payload
 
     def send_echo(self, address: str, ident: int, sequence: int) -> float:
         """Send one echo request; returns the wall-clock time taken right before ``sendto``."""
@@ -132,16 +163,21 @@ def _ping_group_range() -> tuple[int, int]:
 class IcmpProber:
     """Sends echo requests to any number of addresses over one socket per family and matches the replies.
 
-    ``await prober.echo(address, timeout)`` returns an :class:`Echo`; an unanswered request is an Echo with
-    ``rtt_ms=None`` once ``timeout`` has passed, never an exception.
+    ``send(address, timeout, done)`` calls ``done(echo)`` exactly once: with the reply, or after ``timeout``
+    with an unanswered Echo (``rtt_ms=None``), never an exception. No task or timer per request: expiries sit
+    in one heap swept a few times a second, which keeps ten thousand pings a second cheap.
+    ``await prober.echo(address, timeout)`` is the same for a single request.
     """
 
     name = "icmp"
+    SWEEP_S = 0.05  # how often expired requests are settled: an unanswered ping is reported this late at most
 
     def __init__(self, privileged: bool | None = None) -> None:
         self._privileged = privileged  # None: raw sockets when allowed, else unprivileged ones
         self._sockets: dict[int, TimestampedICMPv4Socket | TimestampedICMPv6Socket] = {}
-        self._pending: dict[tuple[str, int], tuple[float, asyncio.Future[Echo]]] = {}
+        self._pending: dict[tuple[str, int], tuple[float, Callable[[Echo], None]]] = {}
+        self._expiries: list[tuple[float, str, int]] = []  # (deadline, address, sequence)
+        self._sweeping: asyncio.TimerHandle | None = None
         self._sequence: dict[str, int] = {}
         self._versions: dict[str, tuple[str, int]] = {}  # address as given -> (as the kernel writes it, version)
         self._ident = os.getpid() & 0xFFFF
@@ -157,8 +193,8 @@ class IcmpProber:
     def privileged(self) -> bool:
         return all(sock.is_privileged for sock in self._sockets.values())
 
-    async def echo(self, address: str, timeout: float) -> Echo:
-        """Ping one IP address (not a name: resolving is the caller's)."""
+    def send(self, address: str, timeout: float, done: Callable[[Echo], None]) -> None:
+        """Ping one IP address (not a name: resolving is the caller's); ``done`` gets the outcome."""
         known = self._versions.get(address)
         if known is None:
             ip = ipaddress.ip_address(address)
@@ -167,21 +203,33 @@ class IcmpProber:
         sock = self._socket(version)
         sequence = self._sequence.get(address, 0)
         self._sequence[address] = (sequence + 1) & 0xFFFF
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Echo] = loop.create_future()
-        key = (address, sequence)
         try:
             sent = sock.send_echo(address, self._ident, sequence)
         except OSError:
-            return Echo(time.time(), None, None)  # no route, say: an unanswered ping
-        self._pending[key] = (sent, future)
-        # One timer per request (cheaper than wait_for): unanswered by then, it is an unanswered ping.
-        timer = settle_after(timeout, future, Echo(sent, None, None))
-        try:
-            return await future
-        finally:
-            timer.cancel()
-            self._pending.pop(key, None)
+            done(Echo(time.time(), None, None))  # no route, say: an unanswered ping
+            return
+        self._pending[(address, sequence)] = (sent, done)
+        heapq.heappush(self._expiries, (time.monotonic() + timeout, address, sequence))
+        if self._sweeping is None:
+            self._sweeping = asyncio.get_running_loop().call_later(self.SWEEP_S, self._sweep)
+
+    async def echo(self, address: str, timeout: float) -> Echo:
+        future: asyncio.Future[Echo] = asyncio.get_running_loop().create_future()
+        self.send(address, timeout, future.set_result)
+        return await future
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            _, address, sequence = heapq.heappop(expiries)
+            waiting = self._pending.pop((address, sequence), None)
+            if waiting is not None:
+                sent, done = waiting
+                done(Echo(sent, None, None))
+        self._sweeping = (
+            asyncio.get_running_loop().call_later(self.SWEEP_S, self._sweep) if self._pending or expiries else None
+        )
 
     def _on_readable(self, sock: TimestampedICMPv4Socket | TimestampedICMPv6Socket) -> None:
         while True:
@@ -198,14 +246,15 @@ class IcmpProber:
             # their own, under an id the kernel chose.
             if sock.is_privileged and ident != self._ident:
                 continue
-            waiting = self._pending.get((source, sequence))
-            if waiting is None:
-                continue
-            sent, future = waiting
-            if not future.done():
-                future.set_result(Echo(sent, max(0.0, (stamp - sent) * 1000.0), ttl))
+            waiting = self._pending.pop((source, sequence), None)
+            if waiting is not None:
+                sent, done = waiting
+                done(Echo(sent, max(0.0, (stamp - sent) * 1000.0), ttl))
 
     def close(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            self._sweeping = None
         for sock in self._sockets.values():
             with contextlib.suppress(RuntimeError):  # no loop running any more: nothing to remove
                 asyncio.get_running_loop().remove_reader(sock.sock.fileno())

@@ -12,8 +12,11 @@ The sink must not block (the Kafka publisher buffers): probing never waits for t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import functools
 import heapq
+import itertools
 import socket
 import time
 import zlib
@@ -22,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from migwatch.config import ProbeSettings
-from migwatch.probes.icmp import IcmpProber
+from migwatch.probes.icmp import Echo, IcmpProber
 from migwatch.probes.ntp import ClockReading, NtpProber
 from migwatch.records import ClockSample, PingSample, Target
 
@@ -39,12 +42,19 @@ class Resolver:
         self.every_s = every_s
         self._cache: dict[str, tuple[float, str | None]] = {}
 
+    def known(self, address: str) -> tuple[bool, str | None]:
+        """(True, IP or None) from the cache while fresh, else (False, None): then ``resolve`` must look."""
+        cached = self._cache.get(address)
+        if cached is not None and cached[0] > time.monotonic():
+            return True, cached[1]
+        return False, None
+
     async def resolve(self, address: str) -> str | None:
         """The IP address for a target's address (itself when it is one); None when the name fails."""
-        cached = self._cache.get(address)
+        found, ip = self.known(address)
+        if found:
+            return ip
         now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
         try:
             socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
             ip: str | None = address
@@ -84,7 +94,7 @@ class Scheduler:
         self.ntp = ntp or NtpProber(port=settings.ntp_port)
         self.resolver = Resolver(settings.resolve_every_s)
         self.lateness: deque[float] = deque(maxlen=100_000)  # seconds, most recent probes
-        self.lateness_buckets = dict.fromkeys(LATENESS_BUCKETS, 0)  # cumulative counts, for the histogram
+        self._lateness_counts = [0] * len(LATENESS_BUCKETS)  # per bucket; the histogram sums them up
         self.lateness_sum = 0.0
         self.skipped = 0
         self.fired = 0
@@ -96,6 +106,7 @@ class Scheduler:
         self._seq: dict[str, int] = {}
         self._order = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # pings sent and not yet answered or timed out
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -158,6 +169,8 @@ class Scheduler:
                 self._push(due + job.interval, job)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._in_flight:  # pings waiting for their reply or timeout
+            await asyncio.sleep(0.02)
 
     def _push(self, due: float, job: _Job) -> None:
         self._order += 1
@@ -166,9 +179,12 @@ class Scheduler:
     def _late(self, late: float) -> None:
         self.lateness.append(late)
         self.lateness_sum += late
-        for bound in LATENESS_BUCKETS:
-            if late <= bound:
-                self.lateness_buckets[bound] += 1
+        self._lateness_counts[bisect.bisect_left(LATENESS_BUCKETS, late)] += 1
+
+    @property
+    def lateness_buckets(self) -> dict[float, int]:
+        """Upper bound -> probes at most that late (cumulative, as Prometheus histograms count)."""
+        return dict(zip(LATENESS_BUCKETS, itertools.accumulate(self._lateness_counts), strict=True))
 
     def stop(self) -> None:
         self._stopping = True
@@ -180,22 +196,36 @@ class Scheduler:
 
     def _fire(self, job: _Job) -> None:
         self.fired += 1
-        if job.kind == "ping":
-            seq = self._seq.get(job.target.id, 0)
-            self._seq[job.target.id] = seq + 1
-            task = asyncio.create_task(self._ping(job.target, seq))
+        if job.kind == "ntp":
+            self._track(asyncio.create_task(self._query(job.target)))
+            return
+        target = job.target
+        seq = self._seq.get(target.id, 0)
+        self._seq[target.id] = seq + 1
+        found, ip = self.resolver.known(target.address)
+        if found:
+            # The common case costs no task: the prober calls back with the reply or the timeout.
+            self._ping(target, seq, ip)
         else:
-            task = asyncio.create_task(self._query(job.target))
+            self._track(asyncio.create_task(self._resolve_and_ping(target, seq)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _ping(self, target: Target, seq: int) -> None:
-        ip = await self.resolver.resolve(target.address)
-        if ip is None:
-            sent, rtt, ttl = time.time(), None, None  # a name that does not resolve: an unanswered ping
+    async def _resolve_and_ping(self, target: Target, seq: int) -> None:
+        self._ping(target, seq, await self.resolver.resolve(target.address))
+
+    def _ping(self, target: Target, seq: int, ip: str | None) -> None:
+        self._in_flight += 1
+        if ip is None:  # a name that does not resolve: an unanswered ping
+            self._pinged(target, seq, Echo(time.time(), None, None))
         else:
-            echo = await self.icmp.echo(ip, self.settings.ping_timeout_s)
-            sent, rtt, ttl = echo.sent, echo.rtt_ms, echo.ttl
+            self.icmp.send(ip, self.settings.ping_timeout_s, functools.partial(self._pinged, target, seq))
+
+    def _pinged(self, target: Target, seq: int, echo: Echo) -> None:
+        self._in_flight -= 1
+        sent, rtt, ttl = echo.sent, echo.rtt_ms, echo.ttl
         self.unanswered += rtt is None
         self.sink(
             PingSample(

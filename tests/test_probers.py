@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from icmplib import ICMPv4Socket
 
-from migwatch.probes.icmp import IcmpProber
+from migwatch.probes.icmp import IcmpProber, TimestampedICMPv4Socket
 from migwatch.probes.ntp import ClockReading, NtpProber
 from tests.ntp_responder import NtpResponder
 
@@ -90,3 +92,17 @@ def test_ntp_failures_are_readings_with_an_error(responder: NtpResponder) -> Non
     responder.garbage, responder.silent = False, True
     reading = _query(responder.port, timeout=0.3)
     assert (reading.error, reading.offset_ms, reading.delay_ms) == ("timeout", None, None)
+
+
+def test_our_fast_echo_packets_equal_icmplibs() -> None:
+    ours = TimestampedICMPv4Socket.__new__(TimestampedICMPv4Socket)
+    theirs = ICMPv4Socket.__new__(ICMPv4Socket)
+    rng = random.Random(5)
+    for _ in range(5000):
+        ident, sequence = rng.randrange(65536), rng.randrange(65536)
+        payload = rng.randbytes(rng.randrange(0, 40))
+        assert ours._create_packet(ident, sequence, payload) == ICMPv4Socket._create_packet(
+            theirs, ident, sequence, payload
+        )
+    for sock in (ours, theirs):
+        sock._sock = None  # never opened: nothing for __del__ to close
