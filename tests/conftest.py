@@ -12,12 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from kafka import KafkaAdminClient
 
 from migwatch.local_kafka import DEFAULT_PORT, LocalKafka
 from migwatch.topics import TopicNames, ensure_topics
 
 TEST_PARTITIONS = 3
+
+# The machine is shared: a slow example is no failure. Property tests are judged on what they find.
+settings.register_profile("migwatch", deadline=None)
+settings.load_profile("migwatch")
 
 
 def free_port_pair() -> int:
