@@ -10,11 +10,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from migwatch.probes.publisher import Publisher
+from migwatch.probes.publisher_process import PublisherProcess
 from migwatch.probes.scheduler import Scheduler
 
 
 class ProbeCollector(Collector):
-    def __init__(self, scheduler: Scheduler, publisher: Publisher | None) -> None:
+    def __init__(self, scheduler: Scheduler, publisher: Publisher | PublisherProcess | None) -> None:
         self.scheduler = scheduler
         self.publisher = publisher
 
@@ -54,7 +55,9 @@ def _bound(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
 
 
-def serve(scheduler: Scheduler, publisher: Publisher | None, bind: str, port: int) -> CollectorRegistry:
+def serve(
+    scheduler: Scheduler, publisher: Publisher | PublisherProcess | None, bind: str, port: int
+) -> CollectorRegistry:
     """Start the /metrics endpoint in a thread; returns its registry."""
     registry = CollectorRegistry()
     registry.register(ProbeCollector(scheduler, publisher))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from migwatch.config import Config
 from migwatch.probes import metrics
-from migwatch.probes.publisher import Publisher
+from migwatch.probes.publisher_process import PublisherProcess, flush_regularly
 from migwatch.probes.scheduler import Scheduler
 from migwatch.probes.target_feed import TargetFeed
 from migwatch.records import Target
@@ -17,10 +17,10 @@ from migwatch.records import Target
 log = logging.getLogger(__name__)
 
 
-async def probe(config: Config, duration_s: float | None = None) -> tuple[Scheduler, Publisher]:
+async def probe(config: Config, duration_s: float | None = None) -> tuple[Scheduler, PublisherProcess]:
     """Probe until SIGINT/SIGTERM (or ``duration_s``), then flush what Kafka will take."""
     settings = config.probe
-    publisher = Publisher(
+    publisher = PublisherProcess(
         config.kafka,
         Path(settings.spill_dir) / f"{settings.name}.spill",
         memory_limit=settings.buffer_samples,
@@ -45,9 +45,11 @@ async def probe(config: Config, duration_s: float | None = None) -> tuple[Schedu
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, scheduler.stop)
     log.warning("probe %s of site %s: %s -> %s", settings.name, settings.site, source, config.kafka.bootstrap)
+    flusher = asyncio.create_task(flush_regularly(publisher))
     try:
         await scheduler.run(duration_s)
     finally:
+        flusher.cancel()
         if feed is not None:
             await asyncio.to_thread(feed.stop)
         scheduler.close()
