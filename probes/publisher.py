@@ -19,6 +19,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.partitioner.default import murmur2
 
 from migwatch import kafka_clients
 from migwatch.config import KafkaSettings
@@ -75,6 +76,7 @@ class Publisher:
             **producer_overrides,
         }
         self._producer: KafkaProducer | None = None  # made by the sender thread, once a broker answers
+        self._partitions: dict[str, tuple[dict[bytes, int], list[int]]] = {}  # topic -> (key -> partition, all)
         self._thread = threading.Thread(target=self._send_loop, name="publisher", daemon=True)
         self._thread.start()
 
@@ -158,7 +160,8 @@ class Publisher:
             topic, key, value = record
             while True:
                 try:
-                    future = self._producer.send(topic, key=key, value=value)
+                    partition = self._partition(topic, key)
+                    future = self._producer.send(topic, key=key, value=value, partition=partition)
                     break
                 except KafkaTimeoutError:
                     # No metadata: the broker is away. Wait and try again; probing goes on meanwhile.
@@ -172,6 +175,19 @@ class Publisher:
                 self._in_flight += 1
             future.add_callback(self._acked)
             future.add_errback(self._failed, record)
+
+    def _partition(self, topic: str, key: bytes) -> int:
+        """Kafka's default partition for the key (murmur2), computed once per target: kafka-python's
+        partitioner is pure Python and would hash every sample's key again."""
+        cache = self._partitions.get(topic)
+        if cache is None:
+            assert self._producer is not None
+            cache = self._partitions[topic] = ({}, sorted(self._producer.partitions_for(topic)))
+        chosen, partitions = cache
+        partition = chosen.get(key)
+        if partition is None:
+            partition = chosen[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+        return partition
 
     def _acked(self, _metadata: object) -> None:
         with self._lock:

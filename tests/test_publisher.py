@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,15 +47,17 @@ def _sample(seq: int) -> PingSample:
     )
 
 
-def test_every_sample_is_acknowledged(kafka_bootstrap: str, topics: TopicNames, tmp_path: Path) -> None:
+def test_every_sample_is_acknowledged(kafka_bootstrap: str, kafka_admin: KafkaAdminClient, tmp_path: Path) -> None:
+    topics = TopicNames(f"publisher-{uuid.uuid4().hex[:6]}.")
+    ensure_topics(kafka_admin, topics.prefix, 3)
     publisher = Publisher(KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=topics.prefix), tmp_path / "spill")
     for seq in range(5000):
         publisher.publish(_sample(seq))
     publisher.close()
     assert (publisher.sent, publisher.dropped, publisher.left_over) == (5000, 0, 0)
-    # The session's ping topic also holds other tests' samples: count this test's own.
     received = _pings_in(kafka_bootstrap, topics.ping, 5000, probe="publisher-test")
     assert sorted(p.seq for p in received) == list(range(5000))
+    kafka_admin.delete_topics(list(topics.all()))
 
 
 def test_a_full_spill_file_drops_counts_and_keeps_the_rest(tmp_path: Path) -> None:
