@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import re
 import resource
 import shutil
@@ -23,10 +24,12 @@ import time
 import uuid
 from pathlib import Path
 
+import ntp_responders
 from kafka import KafkaAdminClient
 
 from migwatch.config import KafkaSettings, ProbeSettings
 from migwatch.probes.icmp import IcmpProber
+from migwatch.probes.ntp import NtpProber
 from migwatch.probes.publisher_process import PublisherProcess, flush_regularly
 from migwatch.probes.scheduler import Scheduler
 from migwatch.records import PingSample, Target
@@ -58,6 +61,32 @@ async def _burst(addresses: list[str]) -> float:
         prober.close()
     assert sum(echo.rtt_ms is not None for echo in echoes) == len(addresses)
     return len(addresses) / elapsed
+
+
+async def _ntp_burst(addresses: list[str], port: int) -> tuple[float, int]:
+    """Queries/s of one NtpProber asking every address at once, and how many answered."""
+    prober = NtpProber(port=port)
+    try:
+        started = time.perf_counter()
+        readings = await asyncio.gather(*(prober.query(address, 5.0) for address in addresses))
+        elapsed = time.perf_counter() - started
+    finally:
+        prober.close()
+    return len(addresses) / elapsed, sum(reading.error is None for reading in readings)
+
+
+def _ntp_rate(count: int) -> tuple[float, int]:
+    """Start NTP responders on ``count`` loopback addresses in another process, then query them all."""
+    addresses = [f"127.6.{i // 250}.{i % 250 + 1}" for i in range(count)]
+    port = 20123
+    context = multiprocessing.get_context("spawn")
+    responders = context.Process(target=ntp_responders.serve, args=(addresses, port, 120.0), daemon=True)
+    responders.start()
+    time.sleep(3.0)  # let it bind its sockets
+    try:
+        return asyncio.run(_ntp_burst(addresses, port))
+    finally:
+        responders.kill()
 
 
 async def _sustained(addresses: list[str], seconds: float, kafka: KafkaSettings, folder: Path) -> dict[str, float]:
@@ -109,6 +138,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             fping_rate, fping_rtt = _fping(addresses, Path(folder))
             burst_rate = asyncio.run(_burst(addresses))
+            ntp_rate, ntp_answered = _ntp_rate(min(args.targets, 5000))
             kafka = KafkaSettings(bootstrap=args.bootstrap, topic_prefix=prefix)
             run = asyncio.run(_sustained(addresses, args.seconds, kafka, Path(folder)))
     finally:
@@ -124,6 +154,8 @@ def main() -> None:
     print(f"  peak RSS: probes {run['rss_mb']:.0f} MB, publisher process {run['child_rss_mb']:.0f} MB")
     print(f"ping engine burst rate  {burst_rate:10,.0f} /s   fping {fping_rate:,.0f} /s   "
           f"ratio {burst_rate / fping_rate:.2f} (target >= 0.5)")  # fmt: skip
+    print(f"NTP queries             {ntp_rate:10,.0f} /s   ({ntp_answered:,} of {min(args.targets, 5000):,} answered; "
+          "target >= 2,000/s)")  # fmt: skip
     difference = abs(run["median_rtt_ms"] - fping_rtt)
     print(f"median RTT              migwatch {run['median_rtt_ms']:.3f} ms (under the 1 Hz load)   fping "
           f"{fping_rtt:.3f} ms   difference {difference:.3f} ms (target <= 0.05)")  # fmt: skip
