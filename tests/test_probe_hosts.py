@@ -3,10 +3,13 @@ unprivileged ICMP sockets where ping_group_range allows them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.chrony import chrony_server
 from tests.link_emulator import emulated_link
 from tests.netns import Link, link
 
@@ -76,3 +79,36 @@ def test_rtt_follows_the_emulated_delay_as_it_changes() -> None:
     # 5 ms each way is a 10 ms round trip; the emulator's own scheduling adds a little.
     assert 9.5 <= five[5] <= 12.0, five
     assert 39.5 <= twenty[5] <= 43.0, twenty
+
+
+NTP_QUERY = """
+import asyncio, json
+from migwatch.probes.ntp import NtpProber
+async def main():
+    prober = NtpProber()
+    try:
+        reading = await prober.query({address!r}, 1.0)
+    finally:
+        prober.close()
+    print(json.dumps([reading.offset_ms, reading.delay_ms, reading.stratum, reading.error]))
+asyncio.run(main())
+"""
+
+
+def _offset_settles(hosts: Link, want_ms: float, timeout_s: float = 40.0) -> list:
+    deadline = time.monotonic() + timeout_s
+    reading: list = []
+    while time.monotonic() < deadline:
+        reading = hosts.python_in_monitor(NTP_QUERY.format(address=hosts.host_ip))  # type: ignore[assignment]
+        if reading[3] is None and abs(reading[0] - want_ms) < 1.0:
+            return reading
+        time.sleep(1.0)
+    raise AssertionError(f"offset did not settle at {want_ms} ms; last reading {reading}")
+
+
+def test_ntp_offset_follows_a_real_chrony_server(hosts: Link, tmp_path: Path) -> None:
+    with chrony_server(hosts.host, hosts.host_ip, tmp_path / "chrony", offset_ms=40.0) as clock:
+        _, delay, stratum, _ = _offset_settles(hosts, 40.0)
+        assert 0 <= delay < 5 and stratum == 1
+        clock.offset_ms = -150.0  # the VM's clock falls behind, as after a pause
+        assert _offset_settles(hosts, -150.0)[0] < 0
