@@ -28,7 +28,7 @@ import ntp_responders
 from kafka import KafkaAdminClient
 
 from migwatch.config import KafkaSettings, ProbeSettings
-from migwatch.probes.icmp import IcmpProber
+from migwatch.probes.icmp import Echo, IcmpProber
 from migwatch.probes.ntp import NtpProber
 from migwatch.probes.publisher_process import PublisherProcess, flush_regularly
 from migwatch.probes.scheduler import Scheduler
@@ -52,10 +52,22 @@ def _fping(addresses: list[str], folder: Path) -> tuple[float, float]:
 
 
 async def _burst(addresses: list[str]) -> float:
+    """Echo requests/s of the engine sending to every address at once, through the callback API the
+    scheduler uses (as fping does, one request after the other, every reply awaited)."""
     prober = IcmpProber()
+    echoes: list[Echo] = []
+    finished = asyncio.get_running_loop().create_future()
+
+    def done(echo: Echo) -> None:
+        echoes.append(echo)
+        if len(echoes) == len(addresses):
+            finished.set_result(None)
+
     try:
         started = time.perf_counter()
-        echoes = await asyncio.gather(*(prober.echo(address, 2.0) for address in addresses))
+        for address in addresses:
+            prober.send(address, 2.0, done)
+        await finished
         elapsed = time.perf_counter() - started
     finally:
         prober.close()

@@ -157,10 +157,14 @@ class Target(Record, kw_only=True):
     ntp: bool = True
     site: str = "default"
     labels: dict[str, str] = {}
+    # Issue #3: a target's own ping timeout; left out of the JSON unless set (the probe's default applies).
+    ping_timeout_s: float | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         _version(self.v)
         check_identifier("id", self.id)
+        if self.ping_timeout_s is not msgspec.UNSET:
+            _number("ping_timeout_s", self.ping_timeout_s, low=MIN_PING_INTERVAL_S, high=MAX_PING_INTERVAL_S)
         _address("address", self.address)
         for i, host in enumerate(self.hosts):
             check_identifier(f"hosts[{i}]", host)

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import heapq
-import ipaddress
 import os
 import socket
 import struct
@@ -38,6 +37,7 @@ ICMP_FILTER = 1
 ICMP6_FILTER = 1
 _TTL_MESSAGES = ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT))
 _ECHO_REPLY = {4: 0, 6: 129}
+_ID_SEQUENCE = struct.Struct("!HH")
 PAYLOAD = b"migwatch"
 
 
@@ -107,20 +107,19 @@ class _Timestamped:
         """
         packet, ancillary, _flags, source = self._sock.recvmsg(2048, 512)
         stamp = timestamps.received_at(ancillary)
-        ttl = next(
-            (
-                int.from_bytes(data[:4], sys.byteorder)
-                for level, kind, data in ancillary
-                if (level, kind) in _TTL_MESSAGES
-            ),
-            None,
-        )
-        if ttl is None and self._privileged and self._IP_VERSION == 4 and len(packet) > 8:
-            ttl = packet[8]  # a raw IPv4 socket hands over the IP header, TTL at byte 8
-        reply = self._parse_reply(packet, source[0], stamp)  # type: ignore[attr-defined]
-        if reply is None or reply.type != _ECHO_REPLY[self._IP_VERSION]:
+        ttl = None
+        for level, kind, data in ancillary:
+            if (level, kind) in _TTL_MESSAGES:
+                ttl = int.from_bytes(data[:4], sys.byteorder)
+        # Only a raw IPv4 socket hands over the IP header (its length in the low nibble of byte 0).
+        start = (packet[0] & 0x0F) * 4 if self._privileged and self._IP_VERSION == 4 and packet else 0
+        if ttl is None and start:
+            ttl = packet[8]
+        # icmplib's _parse_reply builds an object per packet; the three fields needed are read directly.
+        if len(packet) < start + 8 or packet[start] != _ECHO_REPLY[self._IP_VERSION]:
             return None
-        return reply.source, reply.id, reply.sequence, stamp, ttl
+        ident, sequence = _ID_SEQUENCE.unpack_from(packet, start + 4)
+        return source[0], ident, sequence, stamp, ttl
 
 
 class TimestampedICMPv4Socket(_Timestamped, ICMPv4Socket):
@@ -197,8 +196,9 @@ class IcmpProber:
         """Ping one IP address (not a name: resolving is the caller's); ``done`` gets the outcome."""
         known = self._versions.get(address)
         if known is None:
-            ip = ipaddress.ip_address(address)
-            known = self._versions[address] = (str(ip), ip.version)  # the form replies come from
+            family, version = (socket.AF_INET6, 6) if ":" in address else (socket.AF_INET, 4)
+            # The form the kernel reports replies from; inet_pton also rejects what is no IP address.
+            known = self._versions[address] = (socket.inet_ntop(family, socket.inet_pton(family, address)), version)
         address, version = known
         sock = self._socket(version)
         sequence = self._sequence.get(address, 0)

@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import msgspec
+
 from migwatch.config import ProbeSettings
 from migwatch.probes.icmp import Echo, IcmpProber
 from migwatch.probes.ntp import ClockReading, NtpProber
@@ -221,7 +223,8 @@ class Scheduler:
         if ip is None:  # a name that does not resolve: an unanswered ping
             self._pinged(target, seq, Echo(time.time(), None, None))
         else:
-            self.icmp.send(ip, self.settings.ping_timeout_s, functools.partial(self._pinged, target, seq))
+            timeout = self.settings.ping_timeout_s if target.ping_timeout_s is msgspec.UNSET else target.ping_timeout_s
+            self.icmp.send(ip, timeout, functools.partial(self._pinged, target, seq))
 
     def _pinged(self, target: Target, seq: int, echo: Echo) -> None:
         self._in_flight -= 1

@@ -47,6 +47,7 @@ targets = st.builds(
     ntp=st.booleans(),
     site=identifiers,
     labels=st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=3),
+    ping_timeout_s=st.just(msgspec.UNSET) | st.floats(min_value=0.01, max_value=60.0),
 )
 
 pings = st.builds(

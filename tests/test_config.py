@@ -68,6 +68,7 @@ def test_detector_settings_from_file_and_environment() -> None:
         (TARGET + "ping_interval_s = 0\n", {}, "c.toml: targets[0].ping_interval_s: must be >= 0.01, got 0.0"),
         (TARGET + "ping_interval_s = -1\n", {}, "c.toml: targets[0].ping_interval_s: must be >= 0.01, got -1.0"),
         (TARGET + "ntp_interval_s = 0\n", {}, "c.toml: targets[0].ntp_interval_s: must be >= 0.01, got 0.0"),
+        (TARGET + "ping_timeout_s = 90\n", {}, "c.toml: targets[0].ping_timeout_s: must be <= 60, got 90.0"),
         (TARGET + "ping_interval_s = 'fast'\n", {}, 'c.toml: targets[0].ping_interval_s: expected float, got "fast"'),
         (TARGET + "kind = 'container'\n", {}, "c.toml: targets[0].kind: invalid enum value 'container'"),
         ('[[targets]]\nid = "a"\n', {}, "c.toml: targets[0].address: required field is missing"),

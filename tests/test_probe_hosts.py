@@ -112,3 +112,31 @@ def test_ntp_offset_follows_a_real_chrony_server(hosts: Link, tmp_path: Path) ->
         assert 0 <= delay < 5 and stratum == 1
         clock.offset_ms = -150.0  # the VM's clock falls behind, as after a pause
         assert _offset_settles(hosts, -150.0)[0] < 0
+
+
+TIMEOUTS = """
+import asyncio, json, time
+from migwatch.config import ProbeSettings
+from migwatch.probes.scheduler import Scheduler
+from migwatch.records import Target
+waited = {{}}
+def sink(sample):
+    waited.setdefault(sample.target, []).append(time.time() - sample.ts)
+async def main():
+    scheduler = Scheduler(ProbeSettings(ping_timeout_s=1.0), sink)
+    scheduler.set_targets([
+        Target(id="own", address={address!r}, ping_interval_s=0.5, ping_timeout_s=0.2, ntp=False),
+        Target(id="default", address={address!r}, ping_interval_s=0.5, ntp=False),
+    ])
+    await scheduler.run(2.0)
+    scheduler.close()
+    print(json.dumps({{target: sorted(times)[len(times) // 2] for target, times in waited.items()}}))
+asyncio.run(main())
+"""
+
+
+def test_a_targets_own_ping_timeout(hosts: Link) -> None:
+    hosts.in_host("iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")
+    waited = hosts.python_in_monitor(TIMEOUTS.format(address=hosts.host_ip))
+    assert 0.2 <= waited["own"] < 0.5  # type: ignore[index]
+    assert 1.0 <= waited["default"] < 1.3  # type: ignore[index]
