@@ -97,7 +97,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         outlier = rtt > median + settings.outlier_k * spread
         self.w_answered += 1
         self.w_sum += rtt
-        self.w_max = max(self.w_max, rtt)
+        self.w_max = rtt if rtt > self.w_max else self.w_max
         self.w_outliers += outlier
         # The mean leaves out the window's slowest reply: one stray slow reply must not raise it (outliers
         # are counted on their own).

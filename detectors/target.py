@@ -124,17 +124,18 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     def _quiet(self, ts: float, settings: Settings) -> bool:
         """No detector has had evidence within the longest time the fusion looks back."""
-        horizon = ts - max(settings.episode_gap_s, settings.clear_after_s)
+        # Written out rather than all(...) over a tuple: this runs for every sample.
+        gap, clear = settings.episode_gap_s, settings.clear_after_s
+        horizon = ts - (gap if gap > clear else clear)
         ping = self.ping
-        return all(
-            when is None or when < horizon
-            for when in (
-                ping.pattern_last_ts,
-                ping.loss_last_ts,
-                self.lag.lag_ts,
-                self.ttl.changed_ts,
-                self.skew.detected_ts,
-            )
+        pattern, loss = ping.pattern_last_ts, ping.loss_last_ts
+        lag, ttl, skew = self.lag.lag_ts, self.ttl.changed_ts, self.skew.detected_ts
+        return (
+            (pattern is None or pattern < horizon)
+            and (loss is None or loss < horizon)
+            and (lag is None or lag < horizon)
+            and (ttl is None or ttl < horizon)
+            and (skew is None or skew < horizon)
         )
 
     def _learn_window(self, window: dict[str, float], ts: float, context: FleetContext, settings: Settings) -> None:
