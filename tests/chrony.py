@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop
+
 _SAMPLE = struct.Struct("@qqdiiii")  # chrony's struct sock_sample: timeval, offset, pulse, leap, pad, magic
 _MAGIC = 0x534F434B
 
@@ -71,10 +73,5 @@ def chrony_server(namespace: str, address: str, folder: Path, offset_ms: float =
         yield feeder
     finally:
         feeder.stop()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, 10)
         log.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from kafka.admin import NewTopic
 from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Target, decode, encode
 from migwatch.topics import TOPICS, TopicLayoutError, TopicNames, cleanup_policies, ensure_topics
 from tests.conftest import TEST_PARTITIONS
+from tests.processes import stop
 from tests.test_records import CONTRACT_EXAMPLES
 
 pytestmark = pytest.mark.kafka
@@ -178,12 +178,7 @@ def test_faust_worker_consumes_and_keeps_a_table(
             tmp_path / "faust.log"
         ).read_text()[-3000:]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop(worker)
         log.close()
     changelog = f"{app_id}-counts-changelog"
     assert changelog in kafka_admin.list_topics()

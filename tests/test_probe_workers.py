@@ -20,6 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from migwatch.records import PingSample, Target, decode, encode
 from migwatch.topics import ensure_topics
 from tests.conftest import free_port_pair
+from tests.processes import stop
 
 pytestmark = pytest.mark.kafka
 TARGETS = [Target(id=f"w-{i:02d}", address=f"127.4.0.{i + 1}", ping_interval_s=0.2, ntp=False, site="s1")
@@ -136,8 +137,7 @@ def test_two_workers_split_the_site_and_one_takes_over(
         assert took < 6.0 + 20, f"takeover took {took:.1f} s"
     finally:
         for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+            if process is not None:
+                stop(process)
         pings.close()
     assert first.returncode == 0, (tmp_path / "probe-a.log").read_text()[-2000:]
