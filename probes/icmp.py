@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import heapq
 import os
 import socket
 import struct
@@ -29,6 +28,7 @@ from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import SocketPermissionError
 
 from migwatch.probes import timestamps
+from migwatch.probes.pending import Pending
 
 # Linux values the socket module does not export.
 IP_RECVTTL = 12
@@ -163,20 +163,16 @@ class IcmpProber:
     """Sends echo requests to any number of addresses over one socket per family and matches the replies.
 
     ``send(address, timeout, done)`` calls ``done(echo)`` exactly once: with the reply, or after ``timeout``
-    with an unanswered Echo (``rtt_ms=None``), never an exception. No task or timer per request: expiries sit
-    in one heap swept a few times a second, which keeps ten thousand pings a second cheap.
-    ``await prober.echo(address, timeout)`` is the same for a single request.
+    with an unanswered Echo (``rtt_ms=None``), never an exception. ``await prober.echo(address, timeout)`` is
+    the same for a single request.
     """
 
     name = "icmp"
-    SWEEP_S = 0.05  # how often expired requests are settled: an unanswered ping is reported this late at most
 
     def __init__(self, privileged: bool | None = None) -> None:
         self._privileged = privileged  # None: raw sockets when allowed, else unprivileged ones
         self._sockets: dict[int, TimestampedICMPv4Socket | TimestampedICMPv6Socket] = {}
-        self._pending: dict[tuple[str, int], tuple[float, Callable[[Echo], None]]] = {}
-        self._expiries: list[tuple[float, str, int]] = []  # (deadline, address, sequence)
-        self._sweeping: asyncio.TimerHandle | None = None
+        self._pending: Pending[tuple[str, int], Echo] = Pending()
         self._sequence: dict[str, int] = {}
         self._versions: dict[str, tuple[str, int]] = {}  # address as given -> (as the kernel writes it, version)
         self._ident = os.getpid() & 0xFFFF
@@ -208,28 +204,12 @@ class IcmpProber:
         except OSError:
             done(Echo(time.time(), None, None))  # no route, say: an unanswered ping
             return
-        self._pending[(address, sequence)] = (sent, done)
-        heapq.heappush(self._expiries, (time.monotonic() + timeout, address, sequence))
-        if self._sweeping is None:
-            self._sweeping = asyncio.get_running_loop().call_later(self.SWEEP_S, self._sweep)
+        self._pending.add((address, sequence), sent, done, timeout, Echo(sent, None, None))
 
     async def echo(self, address: str, timeout: float) -> Echo:
         future: asyncio.Future[Echo] = asyncio.get_running_loop().create_future()
         self.send(address, timeout, future.set_result)
         return await future
-
-    def _sweep(self) -> None:
-        now = time.monotonic()
-        expiries = self._expiries
-        while expiries and expiries[0][0] <= now:
-            _, address, sequence = heapq.heappop(expiries)
-            waiting = self._pending.pop((address, sequence), None)
-            if waiting is not None:
-                sent, done = waiting
-                done(Echo(sent, None, None))
-        self._sweeping = (
-            asyncio.get_running_loop().call_later(self.SWEEP_S, self._sweep) if self._pending or expiries else None
-        )
 
     def _on_readable(self, sock: TimestampedICMPv4Socket | TimestampedICMPv6Socket) -> None:
         while True:
@@ -246,15 +226,13 @@ class IcmpProber:
             # their own, under an id the kernel chose.
             if sock.is_privileged and ident != self._ident:
                 continue
-            waiting = self._pending.pop((source, sequence), None)
+            waiting = self._pending.answer((source, sequence))
             if waiting is not None:
                 sent, done = waiting
                 done(Echo(sent, max(0.0, (stamp - sent) * 1000.0), ttl))
 
     def close(self) -> None:
-        if self._sweeping is not None:
-            self._sweeping.cancel()
-            self._sweeping = None
+        self._pending.close()
         for sock in self._sockets.values():
             with contextlib.suppress(RuntimeError):  # no loop running any more: nothing to remove
                 asyncio.get_running_loop().remove_reader(sock.sock.fileno())

@@ -16,12 +16,13 @@ import contextlib
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ntplib
 
 from migwatch.probes import timestamps
-from migwatch.probes.deadline import settle_after
+from migwatch.probes.pending import Pending
 
 NTP_PORT = 123
 _ORIGIN_TOLERANCE_S = 1e-5  # NTP's 32-bit fraction round-trips our send time to within a microsecond
@@ -67,14 +68,15 @@ def reading(packet: ntplib.NTPPacket, sent: float, received: float) -> ClockRead
 
 
 class NtpProber:
-    """``await prober.query(address, timeout)`` -> ClockReading, for any number of addresses at once."""
+    """``send(address, timeout, done)`` calls ``done(reading)`` exactly once, for any number of addresses at
+    once (one query per address at a time); ``await prober.query(address, timeout)`` for a single one."""
 
     name = "ntp"
 
     def __init__(self, port: int = NTP_PORT) -> None:
         self.port = port
         self._sockets: dict[int, socket.socket] = {}
-        self._pending: dict[str, tuple[float, asyncio.Future[ClockReading]]] = {}
+        self._pending: Pending[str, ClockReading] = Pending()
 
     def _socket(self, version: int) -> socket.socket:
         sock = self._sockets.get(version)
@@ -85,29 +87,28 @@ class NtpProber:
             asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable, sock)
         return sock
 
-    async def query(self, address: str, timeout: float) -> ClockReading:
+    def send(self, address: str, timeout: float, done: Callable[[ClockReading], None]) -> None:
         """Query the NTP server at one IP address (not a name: resolving is the caller's)."""
         ip = ipaddress.ip_address(address)
         address = str(ip)
         sock = self._socket(ip.version)
         if address in self._pending:
             # One query per server at a time: a second would only confuse the matching.
-            return ClockReading(time.time(), error="timeout")
-        future: asyncio.Future[ClockReading] = asyncio.get_running_loop().create_future()
+            done(ClockReading(time.time(), error="timeout"))
+            return
         sent = time.time()
         packet = ntplib.NTPPacket(version=4, mode=3, tx_timestamp=ntplib.system_to_ntp_time(sent)).to_data()
-        self._pending[address] = (sent, future)
         try:
             sock.sendto(packet, (address, self.port) if ip.version == 4 else (address, self.port, 0, 0))
         except OSError:
-            self._pending.pop(address, None)
-            return ClockReading(sent, error="refused")
-        timer = settle_after(timeout, future, ClockReading(sent, error="timeout"))
-        try:
-            return await future
-        finally:
-            timer.cancel()
-            self._pending.pop(address, None)
+            done(ClockReading(sent, error="refused"))
+            return
+        self._pending.add(address, sent, done, timeout, ClockReading(sent, error="timeout"))
+
+    async def query(self, address: str, timeout: float) -> ClockReading:
+        future: asyncio.Future[ClockReading] = asyncio.get_running_loop().create_future()
+        self.send(address, timeout, future.set_result)
+        return await future
 
     def _on_readable(self, sock: socket.socket) -> None:
         while True:
@@ -118,10 +119,9 @@ class NtpProber:
             except OSError:
                 continue  # an ICMP error for an earlier datagram: that query times out
             received = timestamps.received_at(ancillary)
-            waiting = self._pending.get(source[0])
-            if waiting is None or source[1] != self.port:
+            sent = self._pending.sent_at(source[0])
+            if sent is None or source[1] != self.port:
                 continue
-            sent, future = waiting
             packet = ntplib.NTPPacket()
             try:
                 packet.from_data(data)
@@ -129,12 +129,14 @@ class NtpProber:
                 result = ClockReading(sent, error="invalid")
             else:
                 if abs(packet.orig_timestamp - ntplib.system_to_ntp_time(sent)) > _ORIGIN_TOLERANCE_S:
-                    continue  # the answer to an earlier query that timed out
+                    continue  # the answer to an earlier query that timed out: keep waiting for this one's
                 result = reading(packet, sent, received)
-            if not future.done():
-                future.set_result(result)
+            waiting = self._pending.answer(source[0])
+            if waiting is not None:
+                waiting[1](result)
 
     def close(self) -> None:
+        self._pending.close()
         for sock in self._sockets.values():
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().remove_reader(sock.fileno())

@@ -29,6 +29,7 @@ import msgspec
 from migwatch.config import ProbeSettings
 from migwatch.probes.icmp import Echo, IcmpProber
 from migwatch.probes.ntp import ClockReading, NtpProber
+from migwatch.probes.prober import Prober
 from migwatch.records import ClockSample, PingSample, Target
 
 Sample = PingSample | ClockSample
@@ -87,13 +88,13 @@ class Scheduler:
         self,
         settings: ProbeSettings,
         sink: Sink,
-        icmp: IcmpProber | None = None,
-        ntp: NtpProber | None = None,
+        icmp: Prober[Echo] | None = None,
+        ntp: Prober[ClockReading] | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
-        self.icmp = icmp or IcmpProber()
-        self.ntp = ntp or NtpProber(port=settings.ntp_port)
+        self.icmp: Prober[Echo] = icmp or IcmpProber()
+        self.ntp: Prober[ClockReading] = ntp or NtpProber(port=settings.ntp_port)
         self.resolver = Resolver(settings.resolve_every_s)
         self.lateness: deque[float] = deque(maxlen=100_000)  # seconds, most recent probes
         self._lateness_counts = [0] * len(LATENESS_BUCKETS)  # per bucket; the histogram sums them up
@@ -108,7 +109,7 @@ class Scheduler:
         self._seq: dict[str, int] = {}
         self._order = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._in_flight = 0  # pings sent and not yet answered or timed out
+        self._in_flight = 0  # probes sent and not yet answered or timed out
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -171,7 +172,7 @@ class Scheduler:
                 self._push(due + job.interval, job)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        while self._in_flight:  # pings waiting for their reply or timeout
+        while self._in_flight:  # probes waiting for their answer or timeout
             await asyncio.sleep(0.02)
 
     def _push(self, due: float, job: _Job) -> None:
@@ -198,33 +199,37 @@ class Scheduler:
 
     def _fire(self, job: _Job) -> None:
         self.fired += 1
-        if job.kind == "ntp":
-            self._track(asyncio.create_task(self._query(job.target)))
-            return
-        target = job.target
-        seq = self._seq.get(target.id, 0)
-        self._seq[target.id] = seq + 1
-        found, ip = self.resolver.known(target.address)
+        found, ip = self.resolver.known(job.target.address)
         if found:
-            # The common case costs no task: the prober calls back with the reply or the timeout.
-            self._ping(target, seq, ip)
+            # The common case costs no task: the prober calls back with the answer or the timeout.
+            self._probe(job, ip)
         else:
-            self._track(asyncio.create_task(self._resolve_and_ping(target, seq)))
+            task = asyncio.create_task(self._resolve_and_probe(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    def _track(self, task: asyncio.Task[None]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _resolve_and_probe(self, job: _Job) -> None:
+        self._probe(job, await self.resolver.resolve(job.target.address))
 
-    async def _resolve_and_ping(self, target: Target, seq: int) -> None:
-        self._ping(target, seq, await self.resolver.resolve(target.address))
-
-    def _ping(self, target: Target, seq: int, ip: str | None) -> None:
+    def _probe(self, job: _Job, ip: str | None) -> None:
+        """Hand one probe to its prober; both probers answer through the same ``send(ip, timeout, done)``."""
+        target = job.target
         self._in_flight += 1
-        if ip is None:  # a name that does not resolve: an unanswered ping
-            self._pinged(target, seq, Echo(time.time(), None, None))
-        else:
+        if job.kind == "ping":
+            seq = self._seq.get(target.id, 0)
+            self._seq[target.id] = seq + 1
+            done = functools.partial(self._pinged, target, seq)
+            if ip is None:  # a name that does not resolve: an unanswered ping
+                done(Echo(time.time(), None, None))
+                return
             timeout = self.settings.ping_timeout_s if target.ping_timeout_s is msgspec.UNSET else target.ping_timeout_s
-            self.icmp.send(ip, timeout, functools.partial(self._pinged, target, seq))
+            self.icmp.send(ip, timeout, done)
+        else:
+            answered = functools.partial(self._queried, target)
+            if ip is None:  # no address, no answer to be had
+                answered(ClockReading(time.time(), error="timeout"))
+                return
+            self.ntp.send(ip, self.settings.ntp_timeout_s, answered)
 
     def _pinged(self, target: Target, seq: int, echo: Echo) -> None:
         self._in_flight -= 1
@@ -243,12 +248,8 @@ class Scheduler:
             )
         )
 
-    async def _query(self, target: Target) -> None:
-        ip = await self.resolver.resolve(target.address)
-        if ip is None:
-            reading = ClockReading(time.time(), error="timeout")  # no answer to be had: no address
-        else:
-            reading = await self.ntp.query(ip, self.settings.ntp_timeout_s)
+    def _queried(self, target: Target, reading: ClockReading) -> None:
+        self._in_flight -= 1
         if reading.error is not None:
             self.ntp_errors[reading.error] = self.ntp_errors.get(reading.error, 0) + 1
         self.sink(

@@ -12,6 +12,7 @@ from icmplib import ICMPv4Socket
 
 from migwatch.probes.icmp import IcmpProber, TimestampedICMPv4Socket
 from migwatch.probes.ntp import ClockReading, NtpProber
+from migwatch.probes.pending import Pending
 from tests.ntp_responder import NtpResponder
 
 T = TypeVar("T")
@@ -106,3 +107,22 @@ def test_our_fast_echo_packets_equal_icmplibs() -> None:
         )
     for sock in (ours, theirs):
         sock._sock = None  # never opened: nothing for __del__ to close
+
+
+def test_a_key_waiting_again_is_not_expired_by_its_earlier_request() -> None:
+    outcomes: list[str] = []
+
+    async def scenario() -> None:
+        pending: Pending[str, str] = Pending()
+        pending.add("server", 0.0, outcomes.append, 0.1, "first expired")
+        first = pending.answer("server")
+        assert first is not None
+        first[1]("first answered")
+        pending.add("server", 0.0, outcomes.append, 0.5, "second expired")  # same key, a later query
+        await asyncio.sleep(0.3)  # the first request's deadline has passed
+        assert "server" in pending
+        await asyncio.sleep(0.4)
+        pending.close()
+
+    run(scenario())
+    assert outcomes == ["first answered", "second expired"]
