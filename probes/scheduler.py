@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import functools
 import heapq
 import itertools
@@ -34,6 +33,9 @@ from migwatch.records import ClockSample, PingSample, Target
 
 Sample = PingSample | ClockSample
 Sink = Callable[[Sample], None]
+SLACK_S = 0.001  # probes due this soon fire now, together: one wake-up serves many targets
+WAKE_S = 0.05  # the longest sleep of the loop
+BURST = 500  # probes fired before the loop lets replies in
 # Upper bounds (s) of the lateness histogram; the last one catches everything.
 LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf"))
 
@@ -110,7 +112,6 @@ class Scheduler:
         self._order = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0  # probes sent and not yet answered or timed out
-        self._wake = asyncio.Event()
         self._stopping = False
 
     # ------------------------------------------------------------------------------------------- targets
@@ -134,7 +135,6 @@ class Scheduler:
                 job = _Job(target, key[1], interval)
                 self._jobs[key] = job
                 self._push(now + phase, job)
-        self._wake.set()
 
     @property
     def targets(self) -> int:
@@ -145,22 +145,26 @@ class Scheduler:
     async def run(self, duration_s: float | None = None) -> None:
         """Fire probes until ``stop()`` (or for ``duration_s``), then wait for the ones in flight."""
         end = None if duration_s is None else time.monotonic() + duration_s
+        heap = self._heap
+        fired_in_a_row = 0
         while not self._stopping:
             now = time.monotonic()
             if end is not None and now >= end:
                 break
-            while self._heap and self._heap[0][2].cancelled:
-                heapq.heappop(self._heap)
-            if not self._heap or self._heap[0][0] > now:
-                wait = (self._heap[0][0] - now) if self._heap else 3600.0
-                if end is not None:
-                    wait = min(wait, end - now)
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):  # woken early by set_targets or stop
-                    await asyncio.wait_for(self._wake.wait(), wait)
+            while heap and heap[0][2].cancelled:
+                heapq.heappop(heap)
+            if not heap or heap[0][0] > now + SLACK_S:
+                # A plain sleep (no task, no event): new targets and stop() are seen within WAKE_S.
+                wait = min(heap[0][0] - now, WAKE_S) if heap else WAKE_S
+                await asyncio.sleep(wait if end is None else min(wait, end - now))
+                fired_in_a_row = 0
                 continue
-            due, _, job = heapq.heappop(self._heap)
-            late = now - due
+            if fired_in_a_row >= BURST:
+                await asyncio.sleep(0)  # let the replies of a long burst in before firing more
+                fired_in_a_row = 0
+            due, _, job = heapq.heappop(heap)
+            late = now - due if now > due else 0.0
+            fired_in_a_row += 1
             if late > job.interval:
                 # Too late to mean anything at this slot: skip to the next one instead of a burst.
                 missed = int(late // job.interval)
@@ -191,7 +195,6 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
 
     def close(self) -> None:
         self.icmp.close()
