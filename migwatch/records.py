@@ -418,10 +418,6 @@ class DeadLetter(Record, kw_only=True):
             payload_b64=base64.b64encode(payload).decode("ascii"),
         )
 
-    @property
-    def payload(self) -> bytes:
-        return base64.b64decode(self.payload_b64)
-
 
 # ---------------------------------------------------------------------------------------------- codec
 

@@ -184,10 +184,6 @@ class IcmpProber:
             asyncio.get_running_loop().add_reader(sock.sock.fileno(), self._on_readable, sock)
         return sock
 
-    @property
-    def privileged(self) -> bool:
-        return all(sock.is_privileged for sock in self._sockets.values())
-
     def send(self, address: str, timeout: float, done: Callable[[Echo], None]) -> None:
         """Ping one IP address (not a name: resolving is the caller's); ``done`` gets the outcome."""
         known = self._versions.get(address)
