@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
+def _spill_line(topic: str, key: bytes, value: bytes) -> bytes:
+    """A record in the spill file: topic, key and value (compact JSON: no tab, no newline) on one line."""
+    return topic.encode() + b"\t" + key + b"\t" + value + b"\n"
+
+
 class Publisher:
     """``publish(sample)`` from any thread; ``close()`` flushes what it can within its timeout."""
 
@@ -90,7 +95,7 @@ class Publisher:
         with self._lock:
             if self._spill_bytes or len(self._memory) >= self.memory_limit:
                 # Once anything is in the spill file, newer records go there too: order is kept.
-                line = topic.encode() + b"\t" + key + b"\t" + value + b"\n"
+                line = _spill_line(topic, key, value)
                 if self._spill_bytes + len(line) > self.spill_limit_bytes:
                     self.dropped += 1
                     if self.dropped == 1 or self.dropped % 10_000 == 0:
@@ -221,7 +226,7 @@ class Publisher:
             self._spill.flush()
             self._spill.seek(self._spill_read)
             unread = self._spill.read()
-            kept = b"".join(topic.encode() + b"\t" + key + b"\t" + value + b"\n" for topic, key, value in self._memory)
+            kept = b"".join(_spill_line(*record) for record in self._memory)
             self._memory.clear()
             self._spill.seek(0)
             self._spill.truncate(0)
