@@ -48,9 +48,14 @@ class Fleet:
     """Per-target detectors by target id; ``update(sample) -> list[Alert]``."""
 
     def __init__(
-        self, settings: Settings = DEFAULTS, observer: str = "migwatch", targets: Iterable[Target] = ()
+        self,
+        settings: Settings = DEFAULTS,
+        observer: str = "migwatch",
+        targets: Iterable[Target] = (),
+        remembered_alerts: int = REMEMBERED_ALERTS,
     ) -> None:
         self.settings = settings
+        self.remembered_alerts = remembered_alerts
         self.observer = observer
         self.targets: dict[str, Target] = {target.id: target for target in targets}
         self.detectors: dict[str, TargetDetector] = {}
@@ -132,16 +137,19 @@ class Fleet:
         if alert.migwatch.state == "cleared":
             return
         self.alerts[alert.event.id] = alert_features(alert.migwatch.evidence)
-        while len(self.alerts) > REMEMBERED_ALERTS:
+        while len(self.alerts) > self.remembered_alerts:
             self.alerts.popitem(last=False)
 
     # ------------------------------------------------------------------------------------------ state
 
-    def snapshot(self) -> bytes:
-        """The whole fleet's state as JSON: targets' detectors, the common-mode record, the learners."""
+    def snapshot(self, *, with_detectors: bool = True) -> bytes:
+        """The fleet's state as JSON: targets' detectors, the common-mode record, the learners.
+
+        Without the detectors when they are kept elsewhere (the stream worker keeps one table row per target).
+        """
         return msgspec.json.encode(
             {
-                "detectors": self.detectors,
+                "detectors": self.detectors if with_detectors else {},
                 "common": self.common,
                 "scorer": self.scorer.state(),
                 "classifier": self.classifier.state(),
@@ -151,10 +159,15 @@ class Fleet:
 
     @classmethod
     def restore(
-        cls, raw: bytes, settings: Settings = DEFAULTS, observer: str = "migwatch", targets: Iterable[Target] = ()
+        cls,
+        raw: bytes,
+        settings: Settings = DEFAULTS,
+        observer: str = "migwatch",
+        targets: Iterable[Target] = (),
+        remembered_alerts: int = REMEMBERED_ALERTS,
     ) -> Fleet:
         state = msgspec.json.decode(raw, type=_FleetState)
-        fleet = cls(settings, observer, targets)
+        fleet = cls(settings, observer, targets, remembered_alerts)
         fleet.detectors, fleet.common = state.detectors, state.common
         fleet.scorer = WindowScorer.from_state(state.scorer)
         fleet.classifier = FeedbackClassifier.from_state(state.classifier)

@@ -22,7 +22,6 @@ EXIT_USAGE = 2
 
 # Verbs of the contract whose work later issues bring; they say so instead of pretending to work.
 _COMING = {
-    "worker": "issue #5 (Faust stream workers)",
     "watch": "issue #7 (single-process mode)",
 }
 
@@ -46,7 +45,11 @@ def _build_parser() -> argparse.ArgumentParser:
         return verbs.add_parser(name, help=help_text + suffix, description=help_text + suffix)
 
     _config_argument(verb("probe", "run a probe worker that publishes samples to Kafka"))
-    _config_argument(verb("worker", "run a Faust stream worker (detectors, tables, alerts, web status)"))
+    worker = verb("worker", "run a Faust stream worker (detectors, tables, alerts, web status)")
+    _config_argument(worker)
+    worker.add_argument(
+        "--loglevel", default="warning", choices=["debug", "info", "warning", "error"], help="Faust's log level"
+    )
     _config_argument(verb("watch", "everything in one process, no Kafka: probe, detect, print alerts (JSON Lines)"))
     record = verb("record", "probe straight into a trace file")
     _config_argument(record)
@@ -137,6 +140,13 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from migwatch.streams.worker import run
+
+    run(config_module.load(args.config), args.loglevel)
+    return 0
+
+
 def _record(args: argparse.Namespace) -> int:
     from migwatch.probes.record import run
 
@@ -171,6 +181,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "plot": _plot,
     "record": _record,
     "probe": _probe,
+    "worker": _worker,
 }
 
 

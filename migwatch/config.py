@@ -114,6 +114,55 @@ class ProbeSettings(_Section, kw_only=True, forbid_unknown_fields=True):
             raise RecordError(f"ntp_port: must be between 1 and 65535, got {self.ntp_port!r}")
 
 
+class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
+    """One stream worker (``migwatch worker``): its consumer group, state store, batches and web server."""
+
+    name: str = msgspec.field(default_factory=lambda: socket.gethostname() or "worker")  # alerts' observer.name
+    # The Faust app id: the consumer group and the prefix of the changelog topics. Workers sharing it share
+    # the partitions; changing it starts from empty state.
+    app_id: str = "migwatch-worker"
+    datadir: str = msgspec.field(default_factory=lambda: str(_state_home() / "worker"))
+    store: Literal["rocksdb", "memory"] = "rocksdb"  # memory: state is rebuilt from the changelog at start
+    # Samples are taken in batches of up to batch_size, or what came within batch_within_s: each target's
+    # state is updated once per batch, which is what makes a stateful Faust agent fast.
+    batch_size: int = 5000
+    batch_within_s: float = 0.5
+    # A target's state goes to its table (and the changelog) when its alert state changes, and otherwise at
+    # most once per checkpoint_s of event time: a table write costs ~0.5 ms in Faust here. After a crash a
+    # target resumes from its last checkpoint.
+    checkpoint_s: float = 30.0
+    chart_window_s: float = 30.0  # the per-VM chart's resolution (a windowed table of RTT statistics)
+    chart_history_s: float = 3600.0  # how long chart windows are kept
+    web_bind: str = "127.0.0.1"  # /status, /metrics and the fleet page; 0.0.0.0 to serve other hosts
+    web_port: int = 6066  # 0: no web server
+    # A worker that stops heart-beating loses its partitions to the others after session_timeout_s; a
+    # rebalance waits up to rebalance_timeout_s for every worker to rejoin.
+    session_timeout_s: float = 10.0
+    rebalance_timeout_s: float = 60.0
+    # Copies of other workers' tables kept warm, so a takeover need not replay the whole changelog.
+    standby_replicas: int = 0
+
+    def __post_init__(self) -> None:
+        check_identifier("name", self.name)
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", self.app_id):
+            raise RecordError(f"app_id: must be 1-100 letters, digits, '.', '_' or '-', got {self.app_id!r}")
+        for name in ("batch_within_s", "checkpoint_s", "chart_window_s", "chart_history_s"):
+            value = getattr(self, name)
+            if not 0 < value <= 86_400:
+                raise RecordError(f"{name}: must be > 0 and <= 86400, got {value!r}")
+        if not 1 <= self.batch_size <= 1_000_000:
+            raise RecordError(f"batch_size: must be between 1 and 1000000, got {self.batch_size!r}")
+        if not 1 <= self.session_timeout_s <= self.rebalance_timeout_s <= 3600:
+            raise RecordError(
+                f"session_timeout_s: must be >= 1 and <= rebalance_timeout_s ({self.rebalance_timeout_s!r}), "
+                f"got {self.session_timeout_s!r}"
+            )
+        if not 0 <= self.web_port < 65536:
+            raise RecordError(f"web_port: must be between 0 and 65535, got {self.web_port!r}")
+        if not 0 <= self.standby_replicas <= 10:
+            raise RecordError(f"standby_replicas: must be between 0 and 10, got {self.standby_replicas!r}")
+
+
 class ConfigTarget(Target, kw_only=True, forbid_unknown_fields=True):
     """A Target as written in the config file, where an unknown key is an error (on Kafka it is ignored)."""
 
@@ -121,6 +170,7 @@ class ConfigTarget(Target, kw_only=True, forbid_unknown_fields=True):
 class Config(_Section, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     probe: ProbeSettings = msgspec.field(default_factory=ProbeSettings)
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     detectors: DetectorSettings = DETECTOR_DEFAULTS
     targets: list[ConfigTarget] = []
 

@@ -79,7 +79,7 @@ class LinkEmulator:
 
 @dataclass
 class EmulatedLink:
-    monitor: str
+    monitor: str  # "" when the monitor end is this process's own namespace
     host: str
     monitor_ip: str
     host_ip: str
@@ -87,17 +87,25 @@ class EmulatedLink:
 
 
 @contextmanager
-def emulated_link(delay_ms: float = 5.0, jitter_ms: float = 0.0) -> Iterator[EmulatedLink]:
-    """A monitor and a host namespace joined only through the emulator."""
+def emulated_link(
+    delay_ms: float = 5.0, jitter_ms: float = 0.0, *, own_monitor: bool = False
+) -> Iterator[EmulatedLink]:
+    """A monitor and a host namespace joined only through the emulator.
+
+    With ``own_monitor`` the monitor end is the test's own namespace, so that a probe that must also reach
+    the local Kafka on loopback can probe the host; the only route it adds is the host's /32 over the TUN
+    device, which goes when the device does.
+    """
     tag = uuid.uuid4().hex[:6]
     net = int(tag[:2], 16)
-    monitor, host = f"mw-emon-{tag}", f"mw-ehost-{tag}"
+    monitor, host = ("" if own_monitor else f"mw-emon-{tag}"), f"mw-ehost-{tag}"
     monitor_ip, host_ip = f"10.214.{net}.1", f"10.214.{net}.2"
     left_name, right_name = f"tm{tag}", f"th{tag}"
+    namespaces = [namespace for namespace in (monitor, host) if namespace]
     fds: list[int] = []
     emulator = None
     try:
-        for namespace in (monitor, host):
+        for namespace in namespaces:
             sh("ip", "netns", "add", namespace)
             sh("ip", "-n", namespace, "link", "set", "lo", "up")
         fds = [_open_tun(left_name), _open_tun(right_name)]
@@ -106,9 +114,11 @@ def emulated_link(delay_ms: float = 5.0, jitter_ms: float = 0.0) -> Iterator[Emu
             (right_name, host, host_ip, monitor_ip),
         ):
             # The device moves into the namespace; the emulator's file descriptor stays attached to it.
-            sh("ip", "link", "set", name, "netns", namespace)
-            sh("ip", "-n", namespace, "addr", "add", local, "peer", f"{remote}/32", "dev", name)
-            sh("ip", "-n", namespace, "link", "set", name, "up")
+            where = ["-n", namespace] if namespace else []
+            if namespace:
+                sh("ip", "link", "set", name, "netns", namespace)
+            sh("ip", *where, "addr", "add", local, "peer", f"{remote}/32", "dev", name)
+            sh("ip", *where, "link", "set", name, "up")
         emulator = LinkEmulator(fds[0], fds[1], delay_ms, jitter_ms)
         yield EmulatedLink(monitor, host, monitor_ip, host_ip, emulator)
     finally:
@@ -116,5 +126,5 @@ def emulated_link(delay_ms: float = 5.0, jitter_ms: float = 0.0) -> Iterator[Emu
             emulator.stop()
         for fd in fds:
             os.close(fd)
-        for namespace in (monitor, host):
+        for namespace in namespaces:
             sh("ip", "netns", "del", namespace, check=False)

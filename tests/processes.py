@@ -1,8 +1,10 @@
-"""Ending the processes a test started: politely first, by force when they hang."""
+"""Ending the processes a test started (politely first, by force when they hang), and waiting on them."""
 
 from __future__ import annotations
 
 import subprocess
+import time
+from collections.abc import Callable
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
@@ -15,3 +17,12 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` twice a second until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+        time.sleep(0.5)

@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from migwatch.records import PingSample, Target, decode, encode
 from migwatch.topics import ensure_topics
 from tests.conftest import free_port_pair
-from tests.processes import stop
+from tests.processes import stop, wait_for
 
 pytestmark = pytest.mark.kafka
 TARGETS = [Target(id=f"w-{i:02d}", address=f"127.4.0.{i + 1}", ping_interval_s=0.2, ntp=False, site="s1")
@@ -56,14 +56,6 @@ class PingLog:
         self._stop.set()
         self._thread.join(5)
         self._consumer.close()
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -103,7 +95,7 @@ def test_two_workers_split_the_site_and_one_takes_over(
     first = _start(site, "probe-a", tmp_path, MIGWATCH_PROBE_METRICS_PORT=str(metrics_port))
     second = None
     try:
-        _wait_for(lambda: set(pings.probes_of(0)) >= everyone, 60, "probe-a probes all targets")
+        wait_for(lambda: set(pings.probes_of(0)) >= everyone, 60, "probe-a probes all targets")
         assert "other-site" not in pings.probes_of(0)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
         assert "migwatch_probe_targets 24.0" in metrics and "migwatch_probe_samples_sent_total" in metrics
@@ -120,11 +112,11 @@ def test_two_workers_split_the_site_and_one_takes_over(
                 and all(len(who) == 1 for who in owners.values())
             )
 
-        _wait_for(split, 60, "the two workers split the targets, each target probed by one")
+        wait_for(split, 60, "the two workers split the targets, each target probed by one")
         second.send_signal(signal.SIGKILL)
         second.wait()
         killed = time.time()
-        _wait_for(
+        wait_for(
             lambda: (
                 pings.probes_of(time.time() - 2).keys() >= everyone
                 and all(who == {"probe-a"} for who in pings.probes_of(time.time() - 2).values())

@@ -1,0 +1,249 @@
+"""The stream worker's Faust app, declared top to bottom: topics, tables, agents, web pages.
+
+``ping`` and ``ntp`` are co-partitioned (same key, same partition count), so one agent reading both topics
+sees every sample of a target in the same partition: that is the join. Samples come in batches; a batch is
+decoded, bad messages go to the dead-letter topic, each partition's samples are sorted by ``ts`` and run
+through that partition's detectors (:mod:`~migwatch.streams.shards`), alerts are published and awaited
+before the batch's offsets are committed (at least once; ``event.id`` is stable, so a SIEM drops repeats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+import msgspec
+from faust.types import TP, EventT, StreamT
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from migwatch.config import Config
+from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, RecordError, decode, encode
+from migwatch.streams.charts import ChartWindow
+from migwatch.streams.event_context import acting_for
+from migwatch.streams.metrics import WorkerMetrics
+from migwatch.streams.shards import Shards
+from migwatch.topics import TopicNames
+
+PAGE = Path(__file__).with_name("page.html")
+
+
+def decode_message(kind: type[PingSample] | type[ClockSample] | type[Feedback], key: bytes | None, value: Any) -> Any:
+    """A message's record, or RecordError naming what is wrong with it."""
+    if not isinstance(value, bytes) or not value:
+        raise RecordError("value: must be a JSON object, got an empty message")
+    record = decode(kind, value)
+    target = record.target
+    if key is None or key.decode("utf-8", "replace") != target:
+        # Keyed by another id it sits in another partition than the target's other records: its state
+        # would split between workers.
+        raise RecordError(f"key: must be the target id {target!r}, got {key!r}")
+    return record
+
+
+class FaustTables:
+    """The worker's :class:`~migwatch.streams.shards.Tables` on Faust tables (changelog-backed)."""
+
+    def __init__(self, detectors: faust.Table, fleets: faust.Table, charts: Any) -> None:
+        self.detectors, self.fleets, self.charts = detectors, fleets, charts
+
+    def load_target(self, target: str) -> bytes | None:
+        return self.detectors.get(target)
+
+    def save_target(self, target: str, state: bytes) -> None:
+        self.detectors[target] = state
+
+    def load_fleet(self, partition: int) -> bytes | None:
+        return self.fleets.get(f"partition-{partition}")
+
+    def save_fleet(self, partition: int, state: bytes) -> None:
+        self.fleets[f"partition-{partition}"] = state
+
+    def save_window(self, target: str, window: ChartWindow) -> None:
+        # The window's own range, not the wall clock's nor the batch's last event: event time.
+        self.charts[target][self.charts.table.window.current(window.start)] = msgspec.json.encode(window)
+
+    def history(self, target: str, latest: float, width: float, count: int) -> list[ChartWindow]:
+        """The closed chart windows of a target, oldest first, up to ``count`` windows before ``latest``."""
+        table, window = self.charts.table, self.charts.table.window
+        points = []
+        for i in range(count, 0, -1):
+            raw = table.get((target, window.current(latest - i * width)))
+            if raw is not None:
+                points.append(msgspec.json.decode(raw, type=ChartWindow))
+        return points
+
+
+def create_app(config: Config) -> faust.App:
+    worker, kafka = config.worker, config.kafka
+    names = TopicNames(kafka.topic_prefix)
+    app = faust.App(
+        worker.app_id,
+        broker=[f"kafka://{server}" for server in kafka.servers],
+        broker_client_id=kafka.client_id,
+        store="rocksdb://" if worker.store == "rocksdb" else "memory://",
+        datadir=worker.datadir,
+        topic_partitions=kafka.partitions,
+        # The contract topics exist already (created up front with kafka.partitions); Faust creates only
+        # its changelogs, with the same count.
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",  # a new group starts at the oldest sample: nothing skipped
+        broker_session_timeout=worker.session_timeout_s,
+        broker_rebalance_timeout=worker.rebalance_timeout_s,
+        broker_request_timeout=max(90.0, worker.session_timeout_s + 30),
+        broker_heartbeat_interval=max(1.0, worker.session_timeout_s / 5),
+        table_standby_replicas=worker.standby_replicas,
+        producer_acks=-1,
+        web_enabled=worker.web_port != 0,
+        web_bind=worker.web_bind,
+        web_port=worker.web_port or 6066,
+        web_host=worker.web_bind,
+    )
+
+    # ---------------------------------------------------------------------------------------- topics
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    samples_topic = app.topic(names.ping, names.ntp, **raw)  # type: ignore[arg-type]
+    feedback_topic = app.topic(names.feedback, **raw)  # type: ignore[arg-type]
+    alerts_topic = app.topic(names.alerts, **raw)  # type: ignore[arg-type]
+    deadletter_topic = app.topic(names.deadletter, **raw)  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------------------------------------- tables
+    # Values are our own JSON bytes (never pickle): value_type=bytes makes Faust store and restore them raw.
+    # Keys are JSON (Faust's choice for str keys; a chart key is a (target, window range) pair).
+    detectors = app.Table("detectors", key_type=str, value_type=bytes)  # target id -> TargetDetector
+    fleets = app.Table("fleets", key_type=str, value_type=bytes)  # "partition-N" -> fleet-wide state
+    charts = app.Table("charts", value_type=bytes).tumbling(  # (target id, window) -> ChartWindow
+        worker.chart_window_s, expires=worker.chart_history_s
+    )
+    tables = FaustTables(detectors, fleets, charts)
+    shards = Shards(
+        tables, config.detectors, worker.name, checkpoint_s=worker.checkpoint_s, chart_window_s=worker.chart_window_s
+    )
+    metrics = WorkerMetrics()
+    partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
+    app.migwatch = shards  # type: ignore[attr-defined]  # for tests and the web views
+
+    async def publish(alerts: Sequence[Alert], dead: Sequence[DeadLetter], keys: Sequence[bytes | None]) -> None:
+        """Send and wait until Kafka has them: the batch's offsets are committed only after this."""
+        sent = [await alerts_topic.send(key=alert.migwatch.target.encode(), value=encode(alert)) for alert in alerts]
+        sent += [
+            await deadletter_topic.send(key=key, value=encode(letter)) for letter, key in zip(dead, keys, strict=True)
+        ]
+        if sent:
+            await asyncio.gather(*sent)
+        for alert in alerts:
+            metrics.alerts.labels(alert.migwatch.state).inc()
+        for letter in dead:
+            metrics.dead_letters.labels(letter.topic).inc()
+
+    def dead_letter(event: EventT, error: RecordError) -> DeadLetter:
+        message = event.message
+        payload = message.value if isinstance(message.value, bytes) else b""
+        return DeadLetter.of(message.topic, message.partition, message.offset, str(error), payload)
+
+    # ---------------------------------------------------------------------------------------- agents
+    @app.agent(samples_topic)
+    async def detect(stream: StreamT[bytes]) -> None:
+        async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
+            started = time.perf_counter()
+            by_partition: dict[int, list[PingSample | ClockSample]] = defaultdict(list)
+            last_event: dict[int, EventT] = {}
+            dead: list[DeadLetter] = []
+            dead_keys: list[bytes | None] = []
+            for event in events:
+                message = event.message
+                kind = PingSample if message.topic == names.ping else ClockSample
+                try:
+                    sample = decode_message(kind, message.key, message.value)
+                except RecordError as error:
+                    dead.append(dead_letter(event, error))
+                    dead_keys.append(message.key)
+                    continue
+                by_partition[message.partition].append(sample)
+                last_event[message.partition] = event
+                metrics.samples.labels(message.topic).inc()
+            alerts: list[Alert] = []
+            for partition, samples in by_partition.items():
+                samples.sort(key=_ts)  # stable: each target's samples in event-time order, ping and ntp merged
+                with acting_for(last_event[partition]):
+                    alerts += shards.update(partition, samples)
+                    metrics.checkpoints.inc(shards.checkpoint(partition))
+            partition_events.update(last_event)
+            await publish(alerts, dead, dead_keys)
+            metrics.batch_samples.observe(len(events))
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    @app.agent(feedback_topic)
+    async def learn(stream: StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                feedback = decode_message(Feedback, message.key, message.value)
+            except RecordError as error:
+                await publish([], [dead_letter(event, error)], [message.key])
+                continue
+            learned = shards.learn(message.partition, feedback)
+            metrics.feedback.labels(str(learned).lower()).inc()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
+        # Write what is not yet written while the partitions are still ours, then forget them: if one comes
+        # back it is read again, since another worker may have moved it on meanwhile.
+        moved = {tp.partition for tp in revoked if tp.topic in (names.ping, names.ntp)}
+        for partition in moved:
+            last = partition_events.pop(partition, None)
+            if last is not None:
+                with acting_for(last):
+                    metrics.checkpoints.inc(shards.checkpoint(partition, force=True))
+        shards.drop(moved)
+        await app.producer.flush()
+
+    # ---------------------------------------------------------------------------------------- web
+    @app.page("/status")
+    async def status(web: View, request: Request) -> Response:
+        return web.json({"worker": worker.name, "targets": sorted(shards.status(), key=_target)})
+
+    @app.page("/targets/{target}/chart")
+    async def chart(web: View, request: Request, target: str) -> Response:
+        found = shards.chart(target)
+        if found is None:
+            return web.json({"error": f"target: not watched by this worker, got {target!r}"}, status=404)
+        _, open_window = found
+        count = int(worker.chart_history_s // worker.chart_window_s)
+        history = tables.history(target, open_window.start, worker.chart_window_s, count)
+        return web.json({"target": target, "points": [w.point() for w in [*history, open_window]]})
+
+    @app.page("/metrics")
+    async def prometheus(web: View, request: Request) -> Response:
+        await _measure_lag(app, metrics, (names.ping, names.ntp))
+        metrics.targets.set(sum(len(shard.fleet.detectors) for shard in shards.shards.values()))
+        return web.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/")
+    async def fleet_page(web: View, request: Request) -> Response:
+        return web.html(PAGE.read_text(encoding="utf-8"))
+
+    return app
+
+
+async def _measure_lag(app: faust.App, metrics: WorkerMetrics, topics: tuple[str, ...]) -> None:
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic in topics:
+            # Either is None until the first fetch of the partition has answered.
+            position, end = await consumer.position(tp), consumer.highwater(tp)
+            if position is not None and end is not None:
+                metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+
+
+def _ts(sample: PingSample | ClockSample) -> float:
+    return sample.ts
+
+
+def _target(status: dict[str, Any]) -> str:
+    return str(status["target"])

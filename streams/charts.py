@@ -1,0 +1,60 @@
+"""One target's RTT, unanswered pings and clock offset summarised per chart window (the paper's detailed chart).
+
+>>> from migwatch.records import PingSample
+>>> window = ChartWindow(start=0.0)
+>>> for seq, rtt in enumerate([0.4, 0.6, None, 2.0]):
+...     window.add(PingSample(target="vm", address="192.0.2.1", probe="p", seq=seq, ts=float(seq), rtt_ms=rtt))
+>>> window.answered, window.unanswered, window.rtt_mean_ms, window.rtt_max_ms
+(3, 1, 1.0, 2.0)
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from migwatch.records import ClockSample, PingSample
+
+
+class ChartWindow(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What one target's samples in ``[start, start + width)`` of event time add up to."""
+
+    start: float
+    answered: int = 0
+    unanswered: int = 0
+    rtt_sum_ms: float = 0.0
+    rtt_max_ms: float | None = None
+    offset_ms: float | None = None  # the window's last NTP offset
+
+    @classmethod
+    def containing(cls, ts: float, width_s: float) -> ChartWindow:
+        return cls(start=math.floor(ts / width_s) * width_s)
+
+    def add(self, sample: PingSample | ClockSample) -> None:
+        if isinstance(sample, ClockSample):
+            if sample.offset_ms is not None:
+                self.offset_ms = sample.offset_ms
+            return
+        rtt = sample.rtt_ms
+        if rtt is None:
+            self.unanswered += 1
+            return
+        self.answered += 1
+        self.rtt_sum_ms += rtt
+        if self.rtt_max_ms is None or rtt > self.rtt_max_ms:
+            self.rtt_max_ms = rtt
+
+    @property
+    def rtt_mean_ms(self) -> float | None:
+        return round(self.rtt_sum_ms / self.answered, 3) if self.answered else None
+
+    def point(self) -> dict[str, float | int | None]:
+        """The window as one point of the chart's JSON."""
+        return {
+            "ts": self.start,
+            "rtt_mean_ms": self.rtt_mean_ms,
+            "rtt_max_ms": self.rtt_max_ms,
+            "unanswered": self.unanswered,
+            "offset_ms": self.offset_ms,
+        }

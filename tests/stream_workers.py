@@ -1,0 +1,101 @@
+"""`migwatch worker` processes for tests: started with their settings in the environment, watched through
+their web server, read back through the topics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from tests.conftest import free_port_pair
+from tests.processes import stop
+
+
+class StreamWorker:
+    """One worker process with its own web port; state in memory, rebuilt from the changelogs."""
+
+    def __init__(self, env: dict[str, str], name: str, folder: Path, **settings: str) -> None:
+        self.name = name
+        self.port = free_port_pair()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = folder / f"{name}.log"
+        worker_env = {
+            **env, "MIGWATCH_WORKER_NAME": name, "MIGWATCH_WORKER_WEB_PORT": str(self.port),
+            "MIGWATCH_WORKER_DATADIR": str(folder / name), "MIGWATCH_WORKER_STORE": "memory",
+            "MIGWATCH_WORKER_SESSION_TIMEOUT_S": "6", "MIGWATCH_WORKER_REBALANCE_TIMEOUT_S": "20",
+            **{f"MIGWATCH_WORKER_{key.upper()}": value for key, value in settings.items()},
+        }  # fmt: skip
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "migwatch.cli", "worker", "--config", env["CONFIG"], "--loglevel", "info"],
+            env=worker_env, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def get(self, path: str) -> bytes | None:
+        """The body of a page, or None while the web server is not up."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                return bytes(response.read())
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Target id -> its status, as /status reports it (empty while the worker is not up)."""
+        body = self.get("/status")
+        return {} if body is None else {t["target"]: t for t in json.loads(body)["targets"]}
+
+    def partitions(self, topic: str) -> set[int]:
+        """The partitions of ``topic`` this worker consumes, from its consumer-lag metric."""
+        body = self.get("/metrics")
+        if body is None:
+            return set()
+        marker = f'topic="{topic}"'
+        return {
+            int(line.split('partition="')[1].split('"')[0])
+            for line in body.decode().splitlines()
+            if line.startswith("migwatch_worker_consumer_lag{") and marker in line
+        }
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        stop(self.process)
+        self._log.close()
+
+
+def worker_env(bootstrap: str, prefix: str, partitions: int, folder: Path, app_id: str) -> dict[str, str]:
+    config = folder / "worker.toml"
+    config.write_text("[kafka]\n")
+    return {
+        **os.environ, "CONFIG": str(config), "MIGWATCH_KAFKA_BOOTSTRAP": bootstrap,
+        "MIGWATCH_KAFKA_TOPIC_PREFIX": prefix, "MIGWATCH_KAFKA_PARTITIONS": str(partitions),
+        "MIGWATCH_WORKER_APP_ID": app_id,
+    }  # fmt: skip
+
+
+def read_all(bootstrap: str, topic: str, partitions: int) -> list[Any]:
+    """Every message now on ``topic``, partition by partition."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        messages: list[Any] = []
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                messages += batch
+        return messages
+    finally:
+        consumer.close()

@@ -1,0 +1,244 @@
+"""`migwatch worker` against the real broker: the join of ping and NTP per target gives the alerts a
+replay gives, poison messages go to dead letters while good ones around them count, the web pages show
+the fleet (checked in headless Chromium), and a second worker takes over a killed one's state."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.partitioner.default import murmur2
+
+from migwatch.detectors.fleet import Fleet
+from migwatch.records import Alert, DeadLetter, PingSample, decode, encode
+from migwatch.synthetic import START_TS, Episode, generate
+from migwatch.topics import TopicNames, ensure_topics
+from tests.processes import wait_for
+from tests.stream_workers import StreamWorker, read_all, worker_env
+
+pytestmark = pytest.mark.kafka
+PARTITIONS = 4
+TARGETS = ["vm-1", "vm-2", "vm-3", "vm-4", "vm-5"]
+GOOD = b'{"v":1,"target":"vm-1","address":"10.0.0.0","probe":"p","seq":1,"ts":1.0,"rtt_ms":0.5}'
+# (bytes on the ping topic, key): each must land in dead letters, none may stop the worker.
+POISON = [
+    (b"\xff\xfe garbage", b"vm-1"),
+    (b'{"v":1,"target":"vm-1"}', b"vm-1"),  # fields missing
+    (GOOD.replace(b'"seq":1', b'"seq":"one"'), b"vm-1"),  # wrong type
+    (GOOD.replace(b"0.5}", b"NaN}"), b"vm-1"),
+    (GOOD.replace(b"0.5}", b"1e999}"), b"vm-1"),  # inf
+    (GOOD.replace(b"0.5}", b"-5}"), b"vm-1"),
+    (GOOD.replace(b'"v":1', b'"v":99'), b"vm-1"),  # a schema version we do not know
+    (GOOD, b"vm-2"),  # keyed by another target: it would sit in that target's partition
+    (b"", b"vm-1"),
+]
+
+
+def partition_of(key: str) -> int:
+    """Where Kafka's default partitioner (murmur2, as every client here uses) puts a key."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
+
+
+def expected_alerts(samples: list, observer: str) -> list[Alert]:
+    """What the detectors raise with one Fleet per partition, as the worker keeps them."""
+    fleets: dict[int, Fleet] = {}
+    alerts: list[Alert] = []
+    for sample in samples:
+        partition = partition_of(sample.target)
+        alerts += fleets.setdefault(partition, Fleet(observer=observer)).update(sample)
+    return alerts
+
+
+def counted(worker: StreamWorker) -> dict[str, float]:
+    """Samples the worker ran through its detectors, by topic (its Prometheus counter)."""
+    metrics = (worker.get("/metrics") or b"").decode()
+    pattern = r'migwatch_worker_samples_total\{topic="([^"]+)"\} (\S+)'
+    return {topic: float(value) for topic, value in re.findall(pattern, metrics)}
+
+
+@pytest.fixture(scope="module")
+def fed_worker(
+    kafka_bootstrap: str, kafka_admin: KafkaAdminClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[StreamWorker, TopicNames, list, list[Alert]]]:
+    folder = tmp_path_factory.mktemp("fed")
+    names = TopicNames(f"streams-{uuid.uuid4().hex[:6]}.")
+    ensure_topics(kafka_admin, names.prefix, PARTITIONS)
+    samples, _ = generate(
+        [Episode("migration", "vm-1", 300.0, copy_s=20.0, downtime_s=0.5),
+         Episode("bulk-transfer", "vm-2", 320.0, copy_s=30.0)],
+        targets=TARGETS, duration_s=600.0,
+    )  # fmt: skip
+    # Recent event time, so that the chart windows are not expired by the wall clock.
+    shift = time.time() - 610.0 - START_TS
+    samples = [msgspec.structs.replace(s, ts=s.ts + shift) for s in samples]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+    every = len(samples) // (len(POISON) + 1)
+    for i, sample in enumerate(samples):
+        topic = names.ping if isinstance(sample, PingSample) else names.ntp
+        producer.send(topic, key=sample.target.encode(), value=encode(sample))
+        if i % every == every // 2 and i // every < len(POISON):  # poison spread among the good samples
+            value, key = POISON[i // every]
+            producer.send(names.ping, key=key, value=value)
+    producer.send(names.ping, key=b"vm-1", value=None)  # a tombstone is no sample either
+    producer.flush()
+    producer.close()
+    env = worker_env(kafka_bootstrap, names.prefix, PARTITIONS, folder, f"fed-{uuid.uuid4().hex[:6]}")
+    # One batch can hold the whole corpus: sorted by ts it is the exact event-time order of the replay.
+    worker = StreamWorker(env, "fed-1", folder, batch_size="100000", batch_within_s="2.0")
+    expected = expected_alerts(samples, "fed-1")
+    try:
+        wait_for(
+            lambda: not worker.alive() or sum(counted(worker).values()) >= len(samples), 120, "every sample counted"
+        )
+        assert worker.alive(), worker.log_tail()
+        yield worker, names, samples, expected
+    finally:
+        worker.stop()
+        kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])
+
+
+def test_worker_raises_the_alerts_a_replay_raises(kafka_bootstrap: str, fed_worker: tuple) -> None:
+    _, names, _, expected = fed_worker
+    live = [decode(Alert, m.value) for m in read_all(kafka_bootstrap, names.alerts, PARTITIONS)]
+    assert {a.migwatch.state for a in expected} >= {"suspected", "confirmed", "cleared"}
+    assert sorted(map(encode, live)) == sorted(map(encode, expected))
+    assert all(
+        m.key == a.migwatch.target.encode()
+        for m, a in zip(read_all(kafka_bootstrap, names.alerts, PARTITIONS), live, strict=True)
+    )
+
+
+def test_poison_messages_go_to_dead_letters_with_their_reason(kafka_bootstrap: str, fed_worker: tuple) -> None:
+    worker, names, samples, _ = fed_worker
+    wait_for(
+        lambda: len(read_all(kafka_bootstrap, names.deadletter, PARTITIONS)) >= len(POISON) + 1, 30, "dead letters"
+    )
+    letters = [(m.key, decode(DeadLetter, m.value)) for m in read_all(kafka_bootstrap, names.deadletter, PARTITIONS)]
+    assert len(letters) == len(POISON) + 1
+    kept = {base64.b64decode(letter.payload_b64): letter for _, letter in letters}
+    keys = {base64.b64decode(letter.payload_b64): key for key, letter in letters}
+    for value, key in POISON:
+        letter = kept[value]
+        assert keys[value] == key  # kept under the key it came with
+        assert letter.topic == names.ping and letter.offset is not None and letter.partition is not None
+        assert letter.error
+    assert "rtt_ms" in kept[GOOD.replace(b"0.5}", b"-5}")].error
+    assert "key: must be the target id 'vm-1'" in kept[GOOD].error
+    assert "v" in kept[GOOD.replace(b'"v":1', b'"v":99')].error
+    # Every good sample around them was counted, and the worker lives on.
+    metrics = worker.get("/metrics").decode()
+    counted = {
+        topic: float(value)
+        for topic, value in re.findall(r'migwatch_worker_samples_total\{topic="([^"]+)"\} (\S+)', metrics)
+    }
+    pings = sum(isinstance(s, PingSample) for s in samples)
+    assert counted == {names.ping: pings, names.ntp: len(samples) - pings}
+    assert f'migwatch_worker_dead_letters_total{{topic="{names.ping}"}} {len(POISON) + 1}.0' in metrics
+    assert worker.alive()
+
+
+def test_status_reports_every_target(fed_worker: tuple) -> None:
+    worker, _, _, expected = fed_worker
+    status = worker.status()
+    assert sorted(status) == TARGETS
+    vm1 = status["vm-1"]
+    assert vm1["rtt_baseline_ms"] == pytest.approx(0.5, abs=0.2)
+    assert vm1["clock_offset_ms"] is not None and vm1["last_rtt_ms"] is not None
+    last_vm1 = [a for a in expected if a.migwatch.target == "vm-1"][-1]
+    assert vm1["last_alert"]["id"] == last_vm1.event.id
+    chart = json.loads(worker.get("/targets/vm-1/chart"))
+    points = chart["points"]
+    assert len(points) >= 15  # 600 s in 30 s windows: closed ones from the windowed table, the open one
+    assert sum(p["unanswered"] for p in points) >= 1  # the migration's stop-and-copy
+    assert max(p["rtt_max_ms"] for p in points if p["rtt_max_ms"]) > 5 * vm1["rtt_baseline_ms"]
+    assert worker.get("/targets/nope/chart") is None  # 404
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return name
+    pytest.skip("no Chromium (Debian package chromium; deploy/setup installs it)")
+
+
+def _browse(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
+         "--window-size=1200,900", *extra, url],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_fleet_page_in_a_browser(fed_worker: tuple, tmp_path: Path) -> None:
+    worker, *_ = fed_worker
+    dom = _browse(f"{worker.url}/#vm-1", "--dump-dom").stdout
+    rows = re.findall(r'<tr class="vm[^"]*" data-target="([^"]+)"', dom)
+    assert sorted(rows) == TARGETS, dom[-2000:]
+    assert '<p id="error"></p>' in dom
+    # The detailed chart of the VM named in the address: RTT, unanswered pings and clock offset drawn.
+    for series in ("rtt_mean_ms", "rtt_max_ms", "unanswered", "offset_ms"):
+        assert f'class="series-{series}"' in dom, series
+    shot = tmp_path / "fleet.png"
+    _browse(f"{worker.url}/#vm-1", f"--screenshot={shot}")
+    from matplotlib.image import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (900, 1200)
+    red = (pixels[..., 0] > 0.7) & (pixels[..., 1] < 0.3) & (pixels[..., 2] < 0.3)
+    assert red.sum() > 50  # the likelihood bars and unanswered pings are drawn in red
+
+
+def test_a_killed_workers_targets_move_with_their_state(
+    kafka_bootstrap: str, kafka_admin: KafkaAdminClient, tmp_path: Path
+) -> None:
+    names = TopicNames(f"takeover-{uuid.uuid4().hex[:6]}.")
+    ensure_topics(kafka_admin, names.prefix, PARTITIONS)
+    env = worker_env(kafka_bootstrap, names.prefix, PARTITIONS, tmp_path, f"takeover-{uuid.uuid4().hex[:6]}")
+    targets = [f"vm-{i:02d}" for i in range(12)]
+    workers = [StreamWorker(env, name, tmp_path, checkpoint_s="5") for name in ("w-a", "w-b")]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    start = time.time() - 100
+
+    def feed(first: int, last: int) -> None:
+        for t in range(first, last):
+            for i, target in enumerate(targets):
+                sample = PingSample(target=target, address=f"10.0.1.{i}", probe="p", seq=t, ts=start + t,
+                                    rtt_ms=0.4 + 0.01 * (t % 5))  # fmt: skip
+                producer.send(names.ping, key=target.encode(), value=encode(sample))
+        producer.flush()
+
+    try:
+        wait_for(lambda: all(w.partitions(names.ping) for w in workers), 90, "both workers own partitions")
+        feed(0, 60)  # 60 s of event time: baselines learned (20 pings) and checkpointed (every 5 s)
+
+        def learned() -> int:
+            return sum(s["rtt_baseline_ms"] is not None for w in workers for s in w.status().values())
+
+        wait_for(lambda: learned() == len(targets), 60, "every target has learned its baseline")
+        victim = max(workers, key=lambda w: len(w.status()))
+        survivor = next(w for w in workers if w is not victim)
+        moved = set(victim.status())
+        victim.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        feed(60, 65)  # fewer pings than a baseline needs: what the survivor shows, it restored
+        wait_for(lambda: moved <= set(survivor.status()), 60, f"the survivor takes over {sorted(moved)}")
+        took = time.monotonic() - killed
+        status = survivor.status()
+        assert all(status[target]["rtt_baseline_ms"] == pytest.approx(0.42, abs=0.05) for target in moved), status
+        print(f"takeover of {len(moved)} targets after SIGKILL: {took:.1f} s (session timeout 6 s)")
+    finally:
+        producer.close()
+        for worker in workers:
+            worker.stop()
+        kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])
