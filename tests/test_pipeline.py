@@ -1,0 +1,120 @@
+"""The whole pipeline against test hosts: `migwatch probe` pings and queries two hosts behind emulated links
+(their NTP servers real chronyd), publishes to the real broker, and `migwatch worker` raises the alerts.
+
+On one host a migration is emulated as the paper describes it (raised delay with outliers during the memory
+copy, replies lost in the stop-and-copy, then the VM's clock behind by 150 ms); on the other a bulk copy
+(raised delay and outliers only). The first must end `confirmed`; the second must not go past `suspected`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+
+from migwatch.records import Alert, decode
+from migwatch.topics import TopicNames, ensure_topics
+from tests.chrony import chrony_server
+from tests.link_emulator import EmulatedLink, emulated_link
+from tests.netns import sh
+from tests.processes import stop, wait_for
+from tests.stream_workers import StreamWorker, read_all, worker_env
+
+pytestmark = pytest.mark.kafka
+PARTITIONS = 2
+BASE_DELAY_MS = 1.0  # each way
+
+
+@pytest.fixture
+def two_hosts(tmp_path: Path) -> Iterator[tuple[EmulatedLink, EmulatedLink]]:
+    with ExitStack() as stack:
+        hosts = tuple(stack.enter_context(emulated_link(BASE_DELAY_MS, own_monitor=True)) for _ in range(2))
+        yield hosts  # type: ignore[misc]
+
+
+def _in_host(host: EmulatedLink, *command: str) -> None:
+    sh("ip", "netns", "exec", host.host, *command)
+
+
+def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
+    kafka_bootstrap: str, kafka_admin: KafkaAdminClient, two_hosts: tuple[EmulatedLink, EmulatedLink], tmp_path: Path
+) -> None:
+    moving, copying = two_hosts
+    names = TopicNames(f"pipeline-{uuid.uuid4().hex[:6]}.")
+    ensure_topics(kafka_admin, names.prefix, PARTITIONS)
+    env = worker_env(kafka_bootstrap, names.prefix, PARTITIONS, tmp_path, f"pipeline-{uuid.uuid4().hex[:6]}")
+    probe_config = tmp_path / "probe.toml"
+    probe_config.write_text(
+        '[probe]\nname = "probe-e2e"\nping_timeout_s = 0.5\nmetrics_port = 0\n'
+        f'spill_dir = "{tmp_path / "spill"}"\n'
+        + "".join(
+            f'[[targets]]\nid = "{vm}"\naddress = "{host.host_ip}"\nping_interval_s = 0.2\n'
+            "ntp = true\nntp_interval_s = 1.0\n"
+            for vm, host in (("vm-moving", moving), ("vm-copying", copying))
+        )
+    )
+    with ExitStack() as stack:
+        clocks = [
+            stack.enter_context(chrony_server(host.host, host.host_ip, tmp_path / f"chrony-{i}"))
+            for i, host in enumerate(two_hosts)
+        ]
+        worker = StreamWorker(env, "worker-e2e", tmp_path)
+        stack.callback(worker.stop)
+        probe_log = stack.enter_context(open(tmp_path / "probe.log", "wb"))
+        probe = subprocess.Popen(
+            [sys.executable, "-m", "migwatch.cli", "probe", "--config", str(probe_config)],
+            env={**os.environ, **{k: v for k, v in env.items() if k.startswith("MIGWATCH_KAFKA")}},
+            stdout=probe_log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        stack.callback(stop, probe)
+
+        def settled() -> bool:
+            status = worker.status()
+            return len(status) == 2 and all(
+                s["rtt_baseline_ms"] is not None and s["clock_offset_ms"] is not None
+                and abs(s["clock_offset_ms"]) < 1.0
+                for s in status.values()
+            )  # fmt: skip
+
+        wait_for(settled, 120, f"baselines and settled clocks: {worker.status()}\n{worker.log_tail()}")
+        time.sleep(10)  # some more quiet windows and NTP answers at the settled offset
+
+        # Memory copy on both paths: 6 +- 5 ms each way, against a 2 ms round trip.
+        for host in two_hosts:
+            host.emulator.delay_ms, host.emulator.jitter_ms = 6.0, 5.0
+        time.sleep(12)
+        copying.emulator.delay_ms, copying.emulator.jitter_ms = BASE_DELAY_MS, 0.0  # the copy ends
+        # Stop-and-copy: the VM answers nothing for a moment, then runs on the destination, its clock behind.
+        _in_host(moving, "iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")
+        time.sleep(1.2)
+        moving.emulator.delay_ms, moving.emulator.jitter_ms = BASE_DELAY_MS, 0.0
+        _in_host(moving, "iptables", "-D", "OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")
+        clocks[0].offset_ms = -150.0
+        switched = time.time()
+
+        def alerts() -> list[Alert]:
+            return [decode(Alert, m.value) for m in read_all(kafka_bootstrap, names.alerts, PARTITIONS)]
+
+        def confirmed() -> bool:
+            return any(a.migwatch.target == "vm-moving" and a.migwatch.state == "confirmed" for a in alerts())
+
+        wait_for(confirmed, 60, f"a confirmed alert for vm-moving: {[a.migwatch for a in alerts()]}")
+        print(f"confirmed {time.time() - switched:.1f} s after the switch")
+        time.sleep(5)
+        raised = alerts()
+        copy_states = {a.migwatch.state for a in raised if a.migwatch.target == "vm-copying"}
+        # Seen as a pattern (the early warning), never as a migration.
+        assert "suspected" in copy_states and copy_states <= {"suspected", "cleared"}, [a.migwatch for a in raised]
+        moving_alert = next(a for a in raised if a.migwatch.state == "confirmed")
+        evidence = moving_alert.migwatch.evidence
+        assert evidence.time_lag_ms is not None and evidence.time_lag_ms < -20
+        assert probe.poll() is None and worker.alive()
+    kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])
