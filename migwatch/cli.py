@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from kafka.errors import KafkaError
 
@@ -19,11 +20,6 @@ from migwatch.records import RecordError, encode, to_builtins
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-# Verbs of the contract whose work later issues bring; they say so instead of pretending to work.
-_COMING = {
-    "watch": "issue #7 (single-process mode)",
-}
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +37,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     def verb(name: str, help_text: str) -> argparse.ArgumentParser:
-        suffix = f" [not available yet: {_COMING[name]}]" if name in _COMING else ""
-        return verbs.add_parser(name, help=help_text + suffix, description=help_text + suffix)
+        return verbs.add_parser(name, help=help_text, description=help_text)
 
     _config_argument(verb("probe", "run a probe worker that publishes samples to Kafka"))
     worker = verb("worker", "run a Faust stream worker (detectors, tables, alerts, web status)")
@@ -50,7 +45,10 @@ def _build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--loglevel", default="warning", choices=["debug", "info", "warning", "error"], help="Faust's log level"
     )
-    _config_argument(verb("watch", "everything in one process, no Kafka: probe, detect, print alerts (JSON Lines)"))
+    watch = verb("watch", "everything in one process, no Kafka: probe, detect, print alerts (JSON Lines)")
+    _config_argument(watch)
+    watch.add_argument("--out", type=Path, help="also append the alerts to this JSON Lines file")
+    watch.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     record = verb("record", "probe straight into a trace file")
     _config_argument(record)
     record.add_argument("--out", required=True, metavar="T", help="trace file to write (.gz compresses)")
@@ -147,6 +145,16 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    from migwatch.watch import run
+
+    settings = config_module.load(args.config)
+    if args.duration is not None and not 0 < args.duration <= 30 * 86400:
+        raise RecordError(f"--duration: must be > 0 s and at most 30 days, got {args.duration!r}")
+    run(settings, args.out, args.duration)
+    return 0
+
+
 def _record(args: argparse.Namespace) -> int:
     from migwatch.probes.record import run
 
@@ -165,13 +173,6 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    if getattr(args, "config", None):
-        config_module.load(args.config)  # a bad config is reported now, not when the verb arrives
-    print(f"migwatch {args.verb}: not available yet; it comes with {_COMING[args.verb]}", file=sys.stderr)
-    return EXIT_FAILED
-
-
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _show_config,
     "kafka": local_kafka.run,
@@ -182,13 +183,14 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "record": _record,
     "probe": _probe,
     "worker": _worker,
+    "watch": _watch,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
-        return _HANDLERS.get(args.verb, _not_yet)(args)
+        return _HANDLERS[args.verb](args)
     except OSError as error:
         print(f"migwatch: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return EXIT_USAGE

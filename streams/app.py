@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -24,13 +23,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from migwatch.config import Config
 from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, RecordError, decode, encode
+from migwatch.streams import views
 from migwatch.streams.charts import ChartWindow
 from migwatch.streams.event_context import acting_for
 from migwatch.streams.metrics import WorkerMetrics
 from migwatch.streams.shards import Shards
 from migwatch.topics import TopicNames
-
-PAGE = Path(__file__).with_name("page.html")
 
 
 def decode_message(kind: type[PingSample] | type[ClockSample] | type[Feedback], key: bytes | None, value: Any) -> Any:
@@ -68,15 +66,15 @@ class FaustTables:
         # The window's own range, not the wall clock's nor the batch's last event: event time.
         self.charts[target][self.charts.table.window.current(window.start)] = msgspec.json.encode(window)
 
-    def history(self, target: str, latest: float, width: float, count: int) -> list[ChartWindow]:
-        """The closed chart windows of a target, oldest first, up to ``count`` windows before ``latest``."""
+    def history(self, target: str, before: float, count: int) -> list[ChartWindow]:
         table, window = self.charts.table, self.charts.table.window
-        points = []
+        width = window.size
+        found = []
         for i in range(count, 0, -1):
-            raw = table.get((target, window.current(latest - i * width)))
+            raw = table.get((target, window.current(before - i * width)))
             if raw is not None:
-                points.append(msgspec.json.decode(raw, type=ChartWindow))
-        return points
+                found.append(msgspec.json.decode(raw, type=ChartWindow))
+        return found
 
 
 def create_app(config: Config) -> faust.App:
@@ -155,6 +153,7 @@ def create_app(config: Config) -> faust.App:
             last_event: dict[int, EventT] = {}
             dead: list[DeadLetter] = []
             dead_keys: list[bytes | None] = []
+            counts: Counter[str] = Counter()
             for event in events:
                 message = event.message
                 kind = PingSample if message.topic == names.ping else ClockSample
@@ -166,13 +165,15 @@ def create_app(config: Config) -> faust.App:
                     continue
                 by_partition[message.partition].append(sample)
                 last_event[message.partition] = event
-                metrics.samples.labels(message.topic).inc()
+                counts[message.topic] += 1
             alerts: list[Alert] = []
             for partition, samples in by_partition.items():
                 samples.sort(key=_ts)  # stable: each target's samples in event-time order, ping and ntp merged
                 with acting_for(last_event[partition]):
                     alerts += shards.update(partition, samples)
                     metrics.checkpoints.inc(shards.checkpoint(partition))
+            for topic, count in counts.items():
+                metrics.samples.labels(topic).inc(count)
             partition_events.update(last_event)
             await publish(alerts, dead, dead_keys)
             metrics.batch_samples.observe(len(events))
@@ -206,17 +207,12 @@ def create_app(config: Config) -> faust.App:
     # ---------------------------------------------------------------------------------------- web
     @app.page("/status")
     async def status(web: View, request: Request) -> Response:
-        return web.json({"worker": worker.name, "targets": sorted(shards.status(), key=_target)})
+        return web.json(views.status(worker, shards))
 
     @app.page("/targets/{target}/chart")
     async def chart(web: View, request: Request, target: str) -> Response:
-        found = shards.chart(target)
-        if found is None:
-            return web.json({"error": f"target: not watched by this worker, got {target!r}"}, status=404)
-        _, open_window = found
-        count = int(worker.chart_history_s // worker.chart_window_s)
-        history = tables.history(target, open_window.start, worker.chart_window_s, count)
-        return web.json({"target": target, "points": [w.point() for w in [*history, open_window]]})
+        body, code = views.chart(worker, shards, target)
+        return web.json(body, status=code)
 
     @app.page("/metrics")
     async def prometheus(web: View, request: Request) -> Response:
@@ -226,7 +222,7 @@ def create_app(config: Config) -> faust.App:
 
     @app.page("/")
     async def fleet_page(web: View, request: Request) -> Response:
-        return web.html(PAGE.read_text(encoding="utf-8"))
+        return web.html(views.fleet_page())
 
     return app
 
@@ -243,7 +239,3 @@ async def _measure_lag(app: faust.App, metrics: WorkerMetrics, topics: tuple[str
 
 def _ts(sample: PingSample | ClockSample) -> float:
     return sample.ts
-
-
-def _target(status: dict[str, Any]) -> str:
-    return str(status["target"])

@@ -14,10 +14,10 @@ samples after the last committed offset.
     >>> def ping(t):
     ...     return PingSample(target="vm-1", address="192.0.2.1", probe="p", seq=t, ts=float(t), rtt_ms=0.4)
     >>> alerts = shards.update(0, [ping(t) for t in range(10)])
-    >>> shards.checkpoint(0)                     # the first sample of a target is saved at once
-    2
+    >>> shards.checkpoint(0), sorted(tables.targets)   # a new target: written checkpoint_s after it came
+    (1, [])
     >>> _ = shards.update(0, [ping(t) for t in range(10, 60)])
-    >>> shards.checkpoint(0), sorted(tables.targets)    # 30 s later: the row and the fleet-wide part again
+    >>> shards.checkpoint(0), sorted(tables.targets)   # then its row, and the fleet-wide part again
     (2, ['vm-1'])
     >>> shards.drop([0]); Shards(tables).update(0, [ping(60)]) == []     # a new owner carries on
     True
@@ -25,7 +25,8 @@ samples after the last committed offset.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,14 +58,19 @@ class Tables(Protocol):
 
     def save_window(self, target: str, window: ChartWindow) -> None: ...
 
+    def history(self, target: str, before: float, count: int) -> list[ChartWindow]:
+        """Up to ``count`` closed chart windows of a target that start before ``before``, oldest first."""
+        ...
+
 
 @dataclass
 class MemoryTables:
-    """Tables as plain dicts."""
+    """Tables as plain dicts; each target keeps its last ``keep`` chart windows."""
 
+    keep: int = 120
     targets: dict[str, bytes] = field(default_factory=dict)
     fleets: dict[int, bytes] = field(default_factory=dict)
-    windows: dict[tuple[str, float], ChartWindow] = field(default_factory=dict)
+    windows: dict[str, deque[ChartWindow]] = field(default_factory=dict)
 
     def load_target(self, target: str) -> bytes | None:
         return self.targets.get(target)
@@ -79,7 +85,13 @@ class MemoryTables:
         self.fleets[partition] = state
 
     def save_window(self, target: str, window: ChartWindow) -> None:
-        self.windows[target, window.start] = window
+        kept = self.windows.get(target)
+        if kept is None:
+            kept = self.windows[target] = deque(maxlen=self.keep)
+        kept.append(window)
+
+    def history(self, target: str, before: float, count: int) -> list[ChartWindow]:
+        return [window for window in self.windows.get(target, ()) if window.start < before][-count:]
 
 
 @dataclass
@@ -172,7 +184,9 @@ class Shards:
                 continue
             level = detector.fusion.level
             last = saved.get(target)
-            if force or last is None or last[1] != level or ts - last[0] >= every:
+            if last is None:  # new here: nothing worth a write yet, due checkpoint_s from now
+                last = saved[target] = (ts, 0)
+            if force or last[1] != level or ts - last[0] >= every:
                 self.tables.save_target(target, msgspec.json.encode(detector))
                 saved[target] = (ts, level)
                 del shard.touched[target]
@@ -197,19 +211,28 @@ class Shards:
         for partition in partitions:
             self.shards.pop(partition, None)
 
-    def status(self) -> Iterator[dict[str, Any]]:
-        """Every target's current state, for ``/status`` and the fleet page."""
-        for partition, shard in sorted(self.shards.items()):
-            for target, detector in shard.fleet.detectors.items():
-                yield target_status(target, partition, detector, shard.last_alert.get(target))
+    def status(self) -> list[dict[str, Any]]:
+        """Every target's current state by target id, for ``/status`` and the fleet page."""
+        return sorted(
+            (
+                target_status(target, partition, detector, shard.last_alert.get(target))
+                for partition, shard in self.shards.items()
+                for target, detector in shard.fleet.detectors.items()
+            ),
+            key=_by_target,
+        )
 
-    def chart(self, target: str) -> tuple[int, ChartWindow] | None:
-        """The open chart window of a target, and its partition."""
-        for partition, shard in self.shards.items():
+    def chart(self, target: str, count: int) -> list[dict[str, Any]] | None:
+        """The points of a target's chart (up to ``count`` closed windows, then the open one), or None."""
+        for shard in self.shards.values():
             window = shard.windows.get(target)
             if window is not None:
-                return partition, window
+                return [w.point() for w in [*self.tables.history(target, window.start, count), window]]
         return None
+
+
+def _by_target(status: dict[str, Any]) -> str:
+    return str(status["target"])
 
 
 def _latest_ts(detector: TargetDetector) -> float:

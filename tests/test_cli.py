@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CONTRACT_VERBS = ["probe", "worker", "watch", "record", "replay", "eval", "plot"]
 
 
@@ -22,20 +24,21 @@ def test_help_lists_every_contract_verb() -> None:
     assert set(CONTRACT_VERBS) <= listed
 
 
-def test_verbs_still_to_come_check_their_config_then_say_so(tmp_path: Path) -> None:
-    path = tmp_path / "c.toml"
-    path.write_text('[[targets]]\nid = "a"\naddress = "192.0.2.1"\n')
-    result = _migwatch("watch", "--config", str(path))
-    assert result.returncode == 1
-    assert result.stderr == "migwatch watch: not available yet; it comes with issue #7 (single-process mode)\n"
-
-
-def test_worker_names_a_bad_worker_setting(tmp_path: Path) -> None:
+@pytest.mark.parametrize("verb", ["worker", "watch"])
+def test_worker_and_watch_name_a_bad_worker_setting(tmp_path: Path, verb: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[worker]\nbatch_size = 0\n")
-    result = _migwatch("worker", "--config", str(path))
+    result = _migwatch(verb, "--config", str(path))
     assert result.returncode == 2
     assert result.stderr == f"migwatch: error: {path}: worker.batch_size: must be between 1 and 1000000, got 0\n"
+
+
+def test_watch_refuses_a_bad_duration(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("")
+    result = _migwatch("watch", "--config", str(path), "--duration", "-1")
+    assert result.returncode == 2
+    assert result.stderr == "migwatch: error: --duration: must be > 0 s and at most 30 days, got -1.0\n"
 
 
 def test_usage_errors_exit_with_2() -> None:

@@ -24,13 +24,12 @@ from migwatch.records import Alert, decode
 from migwatch.topics import TopicNames, ensure_topics
 from tests.chrony import chrony_server
 from tests.link_emulator import EmulatedLink, emulated_link
-from tests.netns import sh
 from tests.processes import stop, wait_for
+from tests.scenarios import BASE_DELAY_MS, end_copy, start_copy, switch
 from tests.stream_workers import StreamWorker, read_all, worker_env
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 2
-BASE_DELAY_MS = 1.0  # each way
 
 
 @pytest.fixture
@@ -38,10 +37,6 @@ def two_hosts(tmp_path: Path) -> Iterator[tuple[EmulatedLink, EmulatedLink]]:
     with ExitStack() as stack:
         hosts = tuple(stack.enter_context(emulated_link(BASE_DELAY_MS, own_monitor=True)) for _ in range(2))
         yield hosts  # type: ignore[misc]
-
-
-def _in_host(host: EmulatedLink, *command: str) -> None:
-    sh("ip", "netns", "exec", host.host, *command)
 
 
 def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
@@ -87,18 +82,11 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
         wait_for(settled, 120, f"baselines and settled clocks: {worker.status()}\n{worker.log_tail()}")
         time.sleep(10)  # some more quiet windows and NTP answers at the settled offset
 
-        # Memory copy on both paths: 6 +- 5 ms each way, against a 2 ms round trip.
-        for host in two_hosts:
-            host.emulator.delay_ms, host.emulator.jitter_ms = 6.0, 5.0
+        for host in two_hosts:  # memory copy on one path, a bulk copy on the other
+            start_copy(host)
         time.sleep(12)
-        copying.emulator.delay_ms, copying.emulator.jitter_ms = BASE_DELAY_MS, 0.0  # the copy ends
-        # Stop-and-copy: the VM answers nothing for a moment, then runs on the destination, its clock behind.
-        _in_host(moving, "iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")
-        time.sleep(1.2)
-        moving.emulator.delay_ms, moving.emulator.jitter_ms = BASE_DELAY_MS, 0.0
-        _in_host(moving, "iptables", "-D", "OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")
-        clocks[0].offset_ms = -150.0
-        switched = time.time()
+        end_copy(copying)
+        switched = switch(moving, clocks[0])  # stop-and-copy, then the VM runs on, its clock behind
 
         def alerts() -> list[Alert]:
             return [decode(Alert, m.value) for m in read_all(kafka_bootstrap, names.alerts, PARTITIONS)]

@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.partitioner.default import murmur2
 
 from migwatch.detectors.fleet import Fleet
-from migwatch.records import Alert, DeadLetter, PingSample, decode, encode
+from migwatch.records import Alert, DeadLetter, Feedback, PingSample, decode, encode
 from migwatch.synthetic import START_TS, Episode, generate
 from migwatch.topics import TopicNames, ensure_topics
 from tests.processes import wait_for
@@ -94,8 +94,10 @@ def fed_worker(
     producer.flush()
     producer.close()
     env = worker_env(kafka_bootstrap, names.prefix, PARTITIONS, folder, f"fed-{uuid.uuid4().hex[:6]}")
-    # One batch can hold the whole corpus: sorted by ts it is the exact event-time order of the replay.
-    worker = StreamWorker(env, "fed-1", folder, batch_size="100000", batch_within_s="2.0")
+    # One batch holds the whole corpus (the first batch closes `within` after the agent starts: long enough
+    # for every fetch): sorted by ts it is the exact event-time order of the replay. RocksDB (the default
+    # store): table writes must land in the partition of the samples they come from.
+    worker = StreamWorker(env, "fed-1", folder, batch_size="100000", batch_within_s="10.0", store="rocksdb")
     expected = expected_alerts(samples, "fed-1")
     try:
         wait_for(
@@ -112,6 +114,10 @@ def test_worker_raises_the_alerts_a_replay_raises(kafka_bootstrap: str, fed_work
     _, names, _, expected = fed_worker
     live = [decode(Alert, m.value) for m in read_all(kafka_bootstrap, names.alerts, PARTITIONS)]
     assert {a.migwatch.state for a in expected} >= {"suspected", "confirmed", "cleared"}
+    def brief(alerts: list[Alert]) -> list[tuple]:
+        return sorted((a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts, a.migwatch.likelihood) for a in alerts)
+
+    assert brief(live) == brief(expected)
     assert sorted(map(encode, live)) == sorted(map(encode, expected))
     assert all(
         m.key == a.migwatch.target.encode()
@@ -125,6 +131,7 @@ def test_poison_messages_go_to_dead_letters_with_their_reason(kafka_bootstrap: s
         lambda: len(read_all(kafka_bootstrap, names.deadletter, PARTITIONS)) >= len(POISON) + 1, 30, "dead letters"
     )
     letters = [(m.key, decode(DeadLetter, m.value)) for m in read_all(kafka_bootstrap, names.deadletter, PARTITIONS)]
+    letters = [(key, letter) for key, letter in letters if letter.topic == names.ping]
     assert len(letters) == len(POISON) + 1
     kept = {base64.b64decode(letter.payload_b64): letter for _, letter in letters}
     keys = {base64.b64decode(letter.payload_b64): key for key, letter in letters}
@@ -146,6 +153,28 @@ def test_poison_messages_go_to_dead_letters_with_their_reason(kafka_bootstrap: s
     assert counted == {names.ping: pings, names.ntp: len(samples) - pings}
     assert f'migwatch_worker_dead_letters_total{{topic="{names.ping}"}} {len(POISON) + 1}.0' in metrics
     assert worker.alive()
+
+
+def test_analysts_feedback_reaches_the_learners(kafka_bootstrap: str, fed_worker: tuple) -> None:
+    worker, names, _, expected = fed_worker
+    likely = next(a for a in expected if a.migwatch.state in ("likely", "confirmed"))
+    verdict = Feedback(alert_id=likely.event.id, target=likely.migwatch.target, label="migration", ts=time.time(),
+                       by="analyst-7")  # fmt: skip
+    unknown = msgspec.structs.replace(verdict, alert_id="no-such-alert")
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for feedback in (verdict, unknown):
+        producer.send(names.feedback, key=feedback.target.encode(), value=encode(feedback))
+    producer.send(names.feedback, key=b"vm-1", value=b'{"v":1,"label":"maybe"}')
+    producer.flush()
+    producer.close()
+
+    def learned() -> dict[str, float]:
+        metrics = (worker.get("/metrics") or b"").decode()
+        return {k: float(v) for k, v in re.findall(r'migwatch_worker_feedback_total\{learned="(\w+)"\} (\S+)', metrics)}
+
+    wait_for(lambda: learned() == {"true": 1.0, "false": 1.0}, 30, f"both verdicts counted: {learned()}")
+    letters = [decode(DeadLetter, m.value) for m in read_all(kafka_bootstrap, names.deadletter, PARTITIONS)]
+    assert any(letter.topic == names.feedback and "label" in letter.error for letter in letters)
 
 
 def test_status_reports_every_target(fed_worker: tuple) -> None:

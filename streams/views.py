@@ -1,0 +1,29 @@
+"""What the web pages of a stream worker and of ``migwatch watch`` answer, whichever server serves them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from migwatch.config import WorkerSettings
+from migwatch.streams.shards import Shards
+
+PAGE = Path(__file__).with_name("page.html")
+
+
+def fleet_page() -> str:
+    """The human page: the fleet view and, per VM, its detailed chart (plain HTML and JavaScript)."""
+    return PAGE.read_text(encoding="utf-8")
+
+
+def status(settings: WorkerSettings, shards: Shards) -> dict[str, Any]:
+    """``/status``: every target's state, likelihood, last RTT, baseline, clock offset and last alert."""
+    return {"worker": settings.name, "targets": shards.status()}
+
+
+def chart(settings: WorkerSettings, shards: Shards, target: str) -> tuple[dict[str, Any], int]:
+    """``/targets/<id>/chart``: the chart's points and the HTTP status (404 for a target not watched here)."""
+    points = shards.chart(target, int(settings.chart_history_s // settings.chart_window_s))
+    if points is None:
+        return {"error": f"target: not watched here, got {target!r}"}, 404
+    return {"target": target, "points": points}, 200
