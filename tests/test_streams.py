@@ -114,8 +114,10 @@ def test_worker_raises_the_alerts_a_replay_raises(kafka_bootstrap: str, fed_work
     _, names, _, expected = fed_worker
     live = [decode(Alert, m.value) for m in read_all(kafka_bootstrap, names.alerts, PARTITIONS)]
     assert {a.migwatch.state for a in expected} >= {"suspected", "confirmed", "cleared"}
+
     def brief(alerts: list[Alert]) -> list[tuple]:
-        return sorted((a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts, a.migwatch.likelihood) for a in alerts)
+        return sorted((a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts, a.migwatch.likelihood)
+                      for a in alerts)  # fmt: skip
 
     assert brief(live) == brief(expected)
     assert sorted(map(encode, live)) == sorted(map(encode, expected))
