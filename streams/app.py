@@ -10,6 +10,7 @@ before the batch's offsets are committed (at least once; ``event.id`` is stable,
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from migwatch.streams.event_context import acting_for
 from migwatch.streams.metrics import WorkerMetrics
 from migwatch.streams.shards import Shards
 from migwatch.topics import TopicNames
+
+log = logging.getLogger(__name__)
 
 
 def decode_message(kind: type[PingSample] | type[ClockSample] | type[Feedback], key: bytes | None, value: Any) -> Any:
@@ -139,18 +142,17 @@ def create_app(config: Config) -> faust.App:
         for letter in dead:
             metrics.dead_letters.labels(letter.topic).inc()
 
-    def dead_letter(event: EventT, error: RecordError) -> DeadLetter:
+    def dead_letter(event: EventT, error: str) -> DeadLetter:
         message = event.message
         payload = message.value if isinstance(message.value, bytes) else b""
-        return DeadLetter.of(message.topic, message.partition, message.offset, str(error), payload)
+        return DeadLetter.of(message.topic, message.partition, message.offset, error, payload)
 
     # ---------------------------------------------------------------------------------------- agents
     @app.agent(samples_topic)
     async def detect(stream: StreamT[bytes]) -> None:
         async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
             started = time.perf_counter()
-            by_partition: dict[int, list[PingSample | ClockSample]] = defaultdict(list)
-            last_event: dict[int, EventT] = {}
+            by_partition: dict[int, list[tuple[PingSample | ClockSample, EventT]]] = defaultdict(list)
             dead: list[DeadLetter] = []
             dead_keys: list[bytes | None] = []
             counts: Counter[str] = Counter()
@@ -160,21 +162,27 @@ def create_app(config: Config) -> faust.App:
                 try:
                     sample = decode_message(kind, message.key, message.value)
                 except RecordError as error:
-                    dead.append(dead_letter(event, error))
+                    dead.append(dead_letter(event, str(error)))
                     dead_keys.append(message.key)
                     continue
-                by_partition[message.partition].append(sample)
-                last_event[message.partition] = event
+                by_partition[message.partition].append((sample, event))
                 counts[message.topic] += 1
             alerts: list[Alert] = []
-            for partition, samples in by_partition.items():
-                samples.sort(key=_ts)  # stable: each target's samples in event-time order, ping and ntp merged
-                with acting_for(last_event[partition]):
-                    alerts += shards.update(partition, samples)
+            for partition, pairs in by_partition.items():
+                pairs.sort(key=_ts)  # stable: each target's samples in event-time order, ping and ntp merged
+                partition_events[partition] = pairs[-1][1]
+                with acting_for(pairs[-1][1]):
+                    try:
+                        alerts += shards.update(partition, [sample for sample, _ in pairs])
+                    except Exception as error:
+                        # A detector bug must neither stop the agent nor lose the batch (Faust acks it):
+                        # its messages are kept as dead letters, to be replayed once fixed.
+                        log.exception("detectors failed on %d samples of partition %d", len(pairs), partition)
+                        dead += [dead_letter(event, f"detectors failed: {error!r}") for _, event in pairs]
+                        dead_keys += [event.message.key for _, event in pairs]
                     metrics.checkpoints.inc(shards.checkpoint(partition))
             for topic, count in counts.items():
                 metrics.samples.labels(topic).inc(count)
-            partition_events.update(last_event)
             await publish(alerts, dead, dead_keys)
             metrics.batch_samples.observe(len(events))
             metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -186,7 +194,7 @@ def create_app(config: Config) -> faust.App:
             try:
                 feedback = decode_message(Feedback, message.key, message.value)
             except RecordError as error:
-                await publish([], [dead_letter(event, error)], [message.key])
+                await publish([], [dead_letter(event, str(error))], [message.key])
                 continue
             learned = shards.learn(message.partition, feedback)
             metrics.feedback.labels(str(learned).lower()).inc()
@@ -237,5 +245,5 @@ async def _measure_lag(app: faust.App, metrics: WorkerMetrics, topics: tuple[str
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
 
 
-def _ts(sample: PingSample | ClockSample) -> float:
-    return sample.ts
+def _ts(pair: tuple[PingSample | ClockSample, EventT]) -> float:
+    return pair[0].ts
