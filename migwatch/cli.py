@@ -76,6 +76,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     targets.add_argument("ids", nargs="*", metavar="ID", help="remove: the target ids to remove")
     _config_argument(targets)
+    alerts = verb("alerts", "read the alerts topic: tail prints each alert as a JSON line")
+    alerts.add_argument("action", choices=["tail"])
+    alerts.add_argument("--from-beginning", action="store_true", help="start at the oldest alert kept")
+    alerts.add_argument("--count", type=int, metavar="N", help="stop after N alerts")
+    alerts.add_argument("--idle", type=float, metavar="S", help="stop when no alert came for S seconds")
+    _config_argument(alerts)
     local_kafka.add_arguments(verb("kafka", "run a local Apache Kafka for development (start, stop, status, ...)"))
     return parser
 
@@ -138,6 +144,18 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    from migwatch.alerts_tail import tail
+
+    settings = config_module.load(args.config)
+    if args.count is not None and args.count < 1:
+        raise RecordError(f"--count: must be >= 1, got {args.count!r}")
+    if args.idle is not None and not args.idle > 0:
+        raise RecordError(f"--idle: must be > 0 s, got {args.idle!r}")
+    tail(settings.kafka, sys.stdout.buffer, from_beginning=args.from_beginning, count=args.count, idle_s=args.idle)
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     from migwatch.streams.worker import run
 
@@ -184,6 +202,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "probe": _probe,
     "worker": _worker,
     "watch": _watch,
+    "alerts": _alerts,
 }
 
 

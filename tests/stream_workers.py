@@ -32,6 +32,7 @@ class StreamWorker:
             "MIGWATCH_WORKER_SESSION_TIMEOUT_S": "6", "MIGWATCH_WORKER_REBALANCE_TIMEOUT_S": "20",
             **{f"MIGWATCH_WORKER_{key.upper()}": value for key, value in settings.items()},
         }  # fmt: skip
+        self.env = worker_env
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "migwatch.cli", "worker", "--config", env["CONFIG"], "--loglevel", "info"],

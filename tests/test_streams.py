@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from migwatch.records import Alert, DeadLetter, Feedback, PingSample, decode, en
 from migwatch.synthetic import START_TS, Episode, generate
 from migwatch.topics import TopicNames, ensure_topics
 from tests.processes import wait_for
+from tests.siem import alert_schema_validator
 from tests.stream_workers import StreamWorker, read_all, worker_env
 
 pytestmark = pytest.mark.kafka
@@ -125,6 +127,21 @@ def test_worker_raises_the_alerts_a_replay_raises(kafka_bootstrap: str, fed_work
         m.key == a.migwatch.target.encode()
         for m, a in zip(read_all(kafka_bootstrap, names.alerts, PARTITIONS), live, strict=True)
     )
+
+
+def test_alerts_tail_prints_alerts_the_siem_schema_accepts(kafka_bootstrap: str, fed_worker: tuple) -> None:
+    worker, names, _, expected = fed_worker
+    result = subprocess.run(
+        [sys.executable, "-m", "migwatch.cli", "alerts", "tail", "--config", worker.env["CONFIG"],
+         "--from-beginning", "--count", str(len(expected)), "--idle", "30"],
+        env=worker.env, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sorted(lines) == sorted(m.value for m in read_all(kafka_bootstrap, names.alerts, PARTITIONS))
+    validator = alert_schema_validator()
+    for line in lines:
+        assert not list(validator.iter_errors(json.loads(line)))
 
 
 def test_poison_messages_go_to_dead_letters_with_their_reason(kafka_bootstrap: str, fed_worker: tuple) -> None:

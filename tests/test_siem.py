@@ -1,0 +1,76 @@
+"""The Alert JSON Schema for SIEMs (deploy/siem/alert.schema.json) agrees with the Alert record: it takes the
+contract's example and the detectors' alerts, and refuses what the record refuses."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+
+from migwatch.detectors.fleet import Fleet
+from migwatch.records import Alert, RecordError, decode
+from migwatch.synthetic import Episode, generate
+from tests.siem import alert_schema_validator
+
+CONTRACT_EXAMPLE = {
+    "@timestamp": "2026-11-26T18:30:00.123Z",
+    "event": {"kind": "alert", "category": ["host"], "type": ["change"], "action": "vm-live-migration",
+              "id": "…unique per alert…", "severity": 3, "risk_score": 87.0, "risk_score_norm": 87.0,
+              "start": "2026-11-26T18:29:41.000Z", "dataset": "migwatch.alerts", "module": "migwatch"},
+    "host": {"name": "web-01", "ip": ["192.0.2.10"]},
+    "observer": {"name": "worker-1", "vendor": "migwatch", "type": "monitor"},
+    "rule": {"name": "hybrid-ping-ntp"},
+    "migwatch": {"target": "web-01", "state": "confirmed", "likelihood": 0.97, "phase": "switched",
+                 "detected_ts": 1764180012.7, "first_evidence_ts": 1764180001.0,
+                 "evidence": {"rtt_baseline_ms": 0.4, "rtt_mean_ms": 2.9, "rtt_max_ms": 41.0, "outliers": 3,
+                              "unanswered": 2, "time_lag_ms": -183.0, "ttl_change": None, "learner_score": 0.91}},
+}  # fmt: skip
+
+
+def test_the_contract_example_and_every_detector_alert_are_valid() -> None:
+    validator = alert_schema_validator()
+    assert not list(validator.iter_errors(CONTRACT_EXAMPLE))
+    samples, _ = generate(
+        [Episode("migration", "vm-1", 300.0, copy_s=20.0, downtime_s=0.5),
+         Episode("ttl-change", "vm-2", 200.0)],
+        targets=["vm-1", "vm-2", "vm-3"], duration_s=600.0,
+    )  # fmt: skip
+    fleet = Fleet()
+    alerts = [alert for sample in samples for alert in fleet.update(sample)]
+    assert {a.migwatch.state for a in alerts} >= {"suspected", "likely", "confirmed", "cleared"}
+    for alert in alerts:
+        assert not list(validator.iter_errors(json.loads(msgspec.json.encode(alert))))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("event.severity", 5),
+        ("event.risk_score", 101.0),
+        ("migwatch.state", "maybe"),
+        ("migwatch.phase", "teleported"),
+        ("migwatch.likelihood", 1.5),
+        ("migwatch.evidence.outliers", -1),
+        ("@timestamp", "yesterday"),
+        ("migwatch.target", "two words"),
+    ],
+)
+def test_what_the_record_refuses_the_schema_refuses(path: str, value: object) -> None:
+    document = json.loads(json.dumps(CONTRACT_EXAMPLE))
+    *parents, leaf = path.split(".") if path != "@timestamp" else ["@timestamp"]
+    node = document
+    for name in parents:
+        node = node[name]
+    node[leaf] = value
+    with pytest.raises(RecordError):
+        decode(Alert, json.dumps(document))
+    assert list(alert_schema_validator().iter_errors(document))
+
+
+def test_a_missing_required_field_is_refused_by_both() -> None:
+    document = json.loads(json.dumps(CONTRACT_EXAMPLE))
+    del document["migwatch"]["detected_ts"]
+    with pytest.raises(RecordError):
+        decode(Alert, json.dumps(document))
+    assert list(alert_schema_validator().iter_errors(document))
