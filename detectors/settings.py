@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     lag_delay_max_factor: float = 3.0  # samples with delay > factor x usual delay (+1 ms) are not trusted
     # --- clock skew
     skew_points: int = 6  # offsets per half of the series whose skews are compared (3 min at 30 s)
+    skew_min_interval_s: float = 20.0  # offsets closer than this to the last one kept are not used for skew
     skew_change_ppm: float = 5.0  # smallest change of skew that counts
     skew_settle_s: float = 1800.0  # after a lag the guest's NTP slews back: no skew is judged meanwhile
     # --- common-mode rejection: the probe's own clock stepping moves every target at once

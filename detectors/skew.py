@@ -60,6 +60,10 @@ class ClockSkew(msgspec.Struct, kw_only=True, omit_defaults=True):
     def update(self, sample: ClockSample, settings: Settings = DEFAULTS) -> None:
         if sample.error is not None or sample.offset_ms is None:
             return
+        if self.times and sample.ts - self.times[-1] < settings.skew_min_interval_s:
+            # Polled faster, the halves would span seconds, where a guest NTP daemon's slewing looks like
+            # another oscillator: the fit keeps its time base whatever the NTP interval.
+            return
         self.times.append(sample.ts)
         self.offsets.append(sample.offset_ms)
         half = settings.skew_points

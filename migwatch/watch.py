@@ -48,6 +48,7 @@ class Watch:
             chart_window_s=settings.chart_window_s,
         )  # fmt: skip
         self.metrics = WorkerMetrics()
+        self.metrics.start_at_zero(["ping", "ntp"])
         self.metrics.registry.register(ProbeCollector(self.scheduler, None))
         self.alerts = 0
 

@@ -126,6 +126,7 @@ def create_app(config: Config) -> faust.App:
         tables, config.detectors, worker.name, checkpoint_s=worker.checkpoint_s, chart_window_s=worker.chart_window_s
     )
     metrics = WorkerMetrics()
+    metrics.start_at_zero([names.ping, names.ntp], names.feedback)
     partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
     app.migwatch = shards  # type: ignore[attr-defined]  # for tests and the web views
 

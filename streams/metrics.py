@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from migwatch.records import AlertState
 
 
 class WorkerMetrics:
@@ -36,3 +40,15 @@ class WorkerMetrics:
             "migwatch_worker_consumer_lag", "Messages not yet consumed", ["topic", "partition"], registry=self.registry
         )
         self.targets = Gauge("migwatch_worker_targets", "Targets with state in this worker", registry=self.registry)
+
+    def start_at_zero(self, sample_topics: list[str], feedback_topic: str | None = None) -> None:
+        """Export every labelled series from the start, so that dashboards and rates see 0, not nothing."""
+        for topic in sample_topics:
+            self.samples.labels(topic)
+            self.dead_letters.labels(topic)
+        if feedback_topic is not None:
+            self.dead_letters.labels(feedback_topic)
+            for learned in ("true", "false"):
+                self.feedback.labels(learned)
+        for state in get_args(AlertState):
+            self.alerts.labels(state)

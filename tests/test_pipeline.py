@@ -4,14 +4,18 @@
 On one host a migration is emulated as the paper describes it (raised delay with outliers during the memory
 copy, replies lost in the stop-and-copy, then the VM's clock behind by 150 ms); on the other a bulk copy
 (raised delay and outliers only). The first must end `confirmed`; the second must not go past `suspected`.
+Every metric the Grafana dashboard (deploy/grafana) queries must be served by the probe or the worker.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,13 +27,22 @@ from kafka import KafkaAdminClient
 from migwatch.records import Alert, decode
 from migwatch.topics import TopicNames, ensure_topics
 from tests.chrony import chrony_server
+from tests.conftest import free_port_pair
 from tests.link_emulator import EmulatedLink, emulated_link
 from tests.processes import stop, wait_for
 from tests.scenarios import BASE_DELAY_MS, end_copy, start_copy, switch
 from tests.stream_workers import StreamWorker, read_all, worker_env
 
 pytestmark = pytest.mark.kafka
+DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "migwatch-dashboard.json"
 PARTITIONS = 2
+
+
+def dashboard_metrics() -> set[str]:
+    """The metric names the Grafana dashboard's queries use."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    return {name for expr in exprs for name in re.findall(r"\bmigwatch_[a-z0-9_]+", expr)}
 
 
 @pytest.fixture
@@ -47,8 +60,9 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
     ensure_topics(kafka_admin, names.prefix, PARTITIONS)
     env = worker_env(kafka_bootstrap, names.prefix, PARTITIONS, tmp_path, f"pipeline-{uuid.uuid4().hex[:6]}")
     probe_config = tmp_path / "probe.toml"
+    probe_metrics = free_port_pair()
     probe_config.write_text(
-        '[probe]\nname = "probe-e2e"\nping_timeout_s = 0.5\nmetrics_port = 0\n'
+        f'[probe]\nname = "probe-e2e"\nping_timeout_s = 0.5\nmetrics_port = {probe_metrics}\n'
         f'spill_dir = "{tmp_path / "spill"}"\n'
         + "".join(
             f'[[targets]]\nid = "{vm}"\naddress = "{host.host_ip}"\nping_interval_s = 0.2\n'
@@ -105,4 +119,9 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
         evidence = moving_alert.migwatch.evidence
         assert evidence.time_lag_ms is not None and evidence.time_lag_ms < -20
         assert probe.poll() is None and worker.alive()
+        # Every metric the Grafana dashboard queries is served by the probe or the worker.
+        with urllib.request.urlopen(f"http://127.0.0.1:{probe_metrics}/metrics", timeout=10) as response:
+            served = response.read().decode() + (worker.get("/metrics") or b"").decode()
+        exported = {line.split("{")[0].split()[0] for line in served.splitlines() if line and line[0] != "#"}
+        assert dashboard_metrics() <= exported, dashboard_metrics() - exported
     kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])
