@@ -290,3 +290,40 @@ def test_a_killed_workers_targets_move_with_their_state(
         for worker in workers:
             worker.stop()
         kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])
+
+
+def test_a_stopped_worker_writes_its_state_first(
+    kafka_bootstrap: str, kafka_admin: KafkaAdminClient, tmp_path: Path
+) -> None:
+    names = TopicNames(f"stop-{uuid.uuid4().hex[:6]}.")
+    ensure_topics(kafka_admin, names.prefix, 2)
+    env = worker_env(kafka_bootstrap, names.prefix, 2, tmp_path, f"stop-{uuid.uuid4().hex[:6]}")
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    start = time.time() - 100
+
+    def ping(seq: int) -> None:
+        sample = PingSample(target="vm-1", address="10.0.0.1", probe="p", seq=seq, ts=start + seq, rtt_ms=0.4)
+        producer.send(names.ping, key=b"vm-1", value=encode(sample))
+        producer.flush()
+
+    # No checkpoint falls due in this test: only the stop can have written the state.
+    first = StreamWorker(env, "first", tmp_path, checkpoint_s="86400", store="rocksdb")
+    second = None
+    try:
+        wait_for(lambda: bool(first.partitions(names.ping)), 90, "the first worker owns the partitions")
+        for seq in range(30):
+            ping(seq)
+        wait_for(lambda: first.status().get("vm-1", {}).get("rtt_baseline_ms") is not None, 60, "a baseline")
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(60) == 0
+        second = StreamWorker(env, "second", tmp_path, store="rocksdb")
+        wait_for(lambda: bool(second.partitions(names.ping)), 90, "the second worker owns the partitions")
+        ping(30)  # one ping: a baseline now can only be the one restored
+        wait_for(lambda: "vm-1" in second.status(), 60, "vm-1 in the second worker")
+        assert second.status()["vm-1"]["rtt_baseline_ms"] == pytest.approx(0.4)
+    finally:
+        producer.close()
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+        kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])
