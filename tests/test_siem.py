@@ -12,20 +12,9 @@ from migwatch.detectors.fleet import Fleet
 from migwatch.records import Alert, RecordError, decode
 from migwatch.synthetic import Episode, generate
 from tests.siem import alert_schema_validator
+from tests.test_records import CONTRACT_EXAMPLES
 
-CONTRACT_EXAMPLE = {
-    "@timestamp": "2026-11-26T18:30:00.123Z",
-    "event": {"kind": "alert", "category": ["host"], "type": ["change"], "action": "vm-live-migration",
-              "id": "…unique per alert…", "severity": 3, "risk_score": 87.0, "risk_score_norm": 87.0,
-              "start": "2026-11-26T18:29:41.000Z", "dataset": "migwatch.alerts", "module": "migwatch"},
-    "host": {"name": "web-01", "ip": ["192.0.2.10"]},
-    "observer": {"name": "worker-1", "vendor": "migwatch", "type": "monitor"},
-    "rule": {"name": "hybrid-ping-ntp"},
-    "migwatch": {"target": "web-01", "state": "confirmed", "likelihood": 0.97, "phase": "switched",
-                 "detected_ts": 1764180012.7, "first_evidence_ts": 1764180001.0,
-                 "evidence": {"rtt_baseline_ms": 0.4, "rtt_mean_ms": 2.9, "rtt_max_ms": 41.0, "outliers": 3,
-                              "unanswered": 2, "time_lag_ms": -183.0, "ttl_change": None, "learner_score": 0.91}},
-}  # fmt: skip
+CONTRACT_EXAMPLE = CONTRACT_EXAMPLES[Alert]
 
 
 def test_the_contract_example_and_every_detector_alert_are_valid() -> None:
