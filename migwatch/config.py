@@ -162,6 +162,11 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
         if not 0 <= self.standby_replicas <= 10:
             raise RecordError(f"standby_replicas: must be between 0 and 10, got {self.standby_replicas!r}")
 
+    @property
+    def chart_windows(self) -> int:
+        """How many chart windows of a target are kept."""
+        return int(self.chart_history_s // self.chart_window_s)
+
 
 class ConfigTarget(Target, kw_only=True, forbid_unknown_fields=True):
     """A Target as written in the config file, where an unknown key is an error (on Kafka it is ignored)."""

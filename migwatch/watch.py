@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import IO
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from migwatch.config import Config
 from migwatch.probes.metrics import ProbeCollector
@@ -42,11 +41,7 @@ class Watch:
         self.pending: list[Sample] = []
         self.scheduler = Scheduler(config.probe, self.pending.append)
         self.scheduler.set_targets(t for t in config.targets if t.site == config.probe.site)
-        keep = int(settings.chart_history_s // settings.chart_window_s)
-        self.shards = Shards(
-            MemoryTables(keep=keep), config.detectors, settings.name, checkpoint_s=settings.checkpoint_s,
-            chart_window_s=settings.chart_window_s,
-        )  # fmt: skip
+        self.shards = Shards.for_worker(MemoryTables(keep=settings.chart_windows), config)
         self.metrics = WorkerMetrics()
         self.metrics.start_at_zero(["ping", "ntp"])
         self.metrics.registry.register(ProbeCollector(self.scheduler, None))
@@ -83,10 +78,8 @@ class Watch:
             return web.json_response(body, status=code)
 
         async def metrics(request: web.Request) -> web.Response:
-            self.metrics.targets.set(len(self.shards.status()))
-            return web.Response(
-                body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
+            body, content_type = views.metrics(self.metrics, self.shards)
+            return web.Response(body=body, headers={"Content-Type": content_type})
 
         app = web.Application()
         app.add_routes([

@@ -20,7 +20,6 @@ import faust
 import msgspec
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from migwatch.config import Config
 from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, RecordError, decode, encode
@@ -122,13 +121,10 @@ def create_app(config: Config) -> faust.App:
         worker.chart_window_s, expires=worker.chart_history_s
     )
     tables = FaustTables(detectors, fleets, charts)
-    shards = Shards(
-        tables, config.detectors, worker.name, checkpoint_s=worker.checkpoint_s, chart_window_s=worker.chart_window_s
-    )
+    shards = Shards.for_worker(tables, config)
     metrics = WorkerMetrics()
     metrics.start_at_zero([names.ping, names.ntp], names.feedback)
     partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
-    app.migwatch = shards  # type: ignore[attr-defined]  # for tests and the web views
 
     async def publish(alerts: Sequence[Alert], dead: Sequence[DeadLetter], keys: Sequence[bytes | None]) -> None:
         """Send and wait until Kafka has them: the batch's offsets are committed only after this."""
@@ -235,8 +231,8 @@ def create_app(config: Config) -> faust.App:
     @app.page("/metrics")
     async def prometheus(web: View, request: Request) -> Response:
         await _measure_lag(app, metrics, (names.ping, names.ntp))
-        metrics.targets.set(sum(len(shard.fleet.detectors) for shard in shards.shards.values()))
-        return web.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = views.metrics(metrics, shards)
+        return web.bytes(body, headers={"Content-Type": content_type})
 
     @app.page("/")
     async def fleet_page(web: View, request: Request) -> Response:

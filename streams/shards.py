@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from migwatch.config import Config
 from migwatch.detectors.fleet import Fleet
 from migwatch.detectors.fusion import STATES
 from migwatch.detectors.settings import DEFAULTS, Settings
@@ -100,7 +101,10 @@ class Shard:
 
     fleet: Fleet
     saved: dict[str, tuple[float, int]] = field(default_factory=dict)  # target -> (ts, level) of its row
-    touched: dict[str, float] = field(default_factory=dict)  # target -> latest ts, since the last checkpoint
+    touched: dict[str, float] = field(default_factory=dict)  # target -> latest ts, not yet written
+    # Targets updated since the last checkpoint call: only an update moves a target's ts or alert state, so
+    # only these can have fallen due (all of `touched` is written when forced).
+    updated: set[str] = field(default_factory=set)
     fleet_saved_ts: float | None = None
     latest_ts: float | None = None
     windows: dict[str, ChartWindow] = field(default_factory=dict)  # the open chart window of each target
@@ -126,6 +130,15 @@ class Shards:
         self.chart_window_s = chart_window_s
         self.shards: dict[int, Shard] = {}
 
+    @classmethod
+    def for_worker(cls, tables: Tables, config: Config) -> Shards:
+        """Shards with the config's detector settings and ``[worker]`` name, checkpoint and chart windows."""
+        worker = config.worker
+        return cls(
+            tables, config.detectors, worker.name, checkpoint_s=worker.checkpoint_s,
+            chart_window_s=worker.chart_window_s,
+        )  # fmt: skip
+
     def shard(self, partition: int) -> Shard:
         shard = self.shards.get(partition)
         if shard is None:
@@ -141,7 +154,8 @@ class Shards:
     def update(self, partition: int, samples: Sequence[PingSample | ClockSample]) -> list[Alert]:
         """Run one partition's samples (in ``ts`` order) through its detectors; the alerts they raise."""
         shard = self.shard(partition)
-        fleet, touched, windows, width = shard.fleet, shard.touched, shard.windows, self.chart_window_s
+        fleet, touched, updated, windows = shard.fleet, shard.touched, shard.updated, shard.windows
+        width = self.chart_window_s
         alerts: list[Alert] = []
         for sample in samples:
             target, ts = sample.target, sample.ts
@@ -152,6 +166,7 @@ class Shards:
                 alerts += raised
                 shard.last_alert[target] = raised[-1]
             touched[target] = ts
+            updated.add(target)
             window = windows.get(target)
             if window is None or ts >= window.start + width:
                 if window is not None:
@@ -177,7 +192,10 @@ class Shards:
             return 0
         fleet, saved, every = shard.fleet, shard.saved, self.checkpoint_s
         written = 0
-        for target, ts in list(shard.touched.items()):
+        candidates = list(shard.touched) if force else [t for t in shard.updated if t in shard.touched]
+        shard.updated.clear()
+        for target in candidates:
+            ts = shard.touched[target]
             detector = fleet.detectors.get(target)
             if detector is None:  # forgotten meanwhile
                 del shard.touched[target]
@@ -210,6 +228,9 @@ class Shards:
         """Forget partitions that moved to another worker; if they come back they are read again."""
         for partition in partitions:
             self.shards.pop(partition, None)
+
+    def target_count(self) -> int:
+        return sum(len(shard.fleet.detectors) for shard in self.shards.values())
 
     def status(self) -> list[dict[str, Any]]:
         """Every target's current state by target id, for ``/status`` and the fleet page."""

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from migwatch.config import WorkerSettings
+from migwatch.streams.metrics import WorkerMetrics
 from migwatch.streams.shards import Shards
 
 PAGE = Path(__file__).with_name("page.html")
 
 
+@cache  # read once: the page does not change while the process runs
 def fleet_page() -> str:
     """The human page: the fleet view and, per VM, its detailed chart (plain HTML and JavaScript)."""
     return PAGE.read_text(encoding="utf-8")
@@ -23,7 +28,13 @@ def status(settings: WorkerSettings, shards: Shards) -> dict[str, Any]:
 
 def chart(settings: WorkerSettings, shards: Shards, target: str) -> tuple[dict[str, Any], int]:
     """``/targets/<id>/chart``: the chart's points and the HTTP status (404 for a target not watched here)."""
-    points = shards.chart(target, int(settings.chart_history_s // settings.chart_window_s))
+    points = shards.chart(target, settings.chart_windows)
     if points is None:
         return {"error": f"target: not watched here, got {target!r}"}, 404
     return {"target": target, "points": points}, 200
+
+
+def metrics(registry: WorkerMetrics, shards: Shards) -> tuple[bytes, str]:
+    """``/metrics``: the Prometheus text and its content type."""
+    registry.targets.set(shards.target_count())
+    return generate_latest(registry.registry), CONTENT_TYPE_LATEST
