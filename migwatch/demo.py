@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 import msgspec
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaConsumer
 
 from migwatch import kafka_clients
 from migwatch.config import KafkaSettings
@@ -64,7 +64,7 @@ def _ready(url: str) -> bool:
 def run(bootstrap: str, port: int, hold_s: float) -> int:
     settings = KafkaSettings(bootstrap=bootstrap)
     names = TopicNames(f"demo-{uuid.uuid4().hex[:6]}.")
-    admin = KafkaAdminClient(bootstrap_servers=settings.servers)
+    admin = kafka_clients.admin(settings)
     ensure_topics(admin, names.prefix, 4)
     folder = Path(tempfile.mkdtemp(prefix="migwatch-demo-"))
     url = f"http://127.0.0.1:{port}"

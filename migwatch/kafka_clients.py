@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from migwatch.config import KafkaSettings
 
@@ -25,3 +25,7 @@ def producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
 
 def consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> KafkaConsumer:
     return KafkaConsumer(*topics, **{**_common(settings), **overrides})
+
+
+def admin(settings: KafkaSettings) -> KafkaAdminClient:
+    return KafkaAdminClient(**_common(settings))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import faust
-from kafka import KafkaAdminClient
 
+from migwatch import kafka_clients
 from migwatch.config import Config
 from migwatch.streams.app import create_app
 from migwatch.topics import ensure_topics
@@ -21,11 +21,7 @@ def prepare_topics(config: Config) -> None:
     PartitionsMismatch against its changelogs; checked here, the error names the topic and the counts.
     """
     kafka = config.kafka
-    admin = KafkaAdminClient(
-        bootstrap_servers=kafka.servers,
-        client_id=kafka.client_id,
-        bootstrap_timeout_ms=int(kafka.connect_timeout_s * 1000),
-    )
+    admin = kafka_clients.admin(kafka)
     try:
         ensure_topics(admin, kafka.topic_prefix, kafka.partitions)
     finally:
