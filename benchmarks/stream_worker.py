@@ -6,8 +6,9 @@
 Needs the local Kafka (deploy/local/kafka start). In one run, on the same topic of --samples ping samples
 for --targets targets (1 Hz each, event time in the past):
 1. a raw kafka-python consumer reading the topic; 2. a bare Faust agent counting it one event at a time
-(benchmarks/faust_count.py); 3. `migwatch worker` (RocksDB store) running the detectors on it: samples/s
-from its first to its last sample, each as a ratio to the bare agent.
+(benchmarks/faust_count.py), and the same agent writing a table per message (on up to 100,000);
+3. `migwatch worker` (RocksDB store) running the detectors on it: samples/s from its first to its last
+sample, each as a ratio to the bare agent.
 4. Alert latency: a fresh worker, samples produced live at --rate/s for --latency-s with ts = send time, to
 --rate targets at 1 Hz (at most --targets); after 30 s, 1 % of them show a migration pattern; latency =
 the alert's Kafka timestamp - the detected_ts of the sample that raised it (probe publish to alert in
@@ -90,10 +91,11 @@ def raw_consumer_rate(bootstrap: str, topic: str, count: int) -> float:
     return seen / (time.perf_counter() - started)
 
 
-def bare_faust_rate(bootstrap: str, topic: str, count: int, folder: Path) -> float:
+def bare_faust_rate(bootstrap: str, topic: str, count: int, folder: Path, *, table_writes: bool = False) -> float:
+    extra = ["--table-writes"] if table_writes else []
     result = subprocess.run(
         [sys.executable, str(HERE / "faust_count.py"), "--bootstrap", bootstrap, "--topic", topic,
-         "--count", str(count), "--datadir", str(folder / "bare"), "worker", "--loglevel", "error"],
+         "--count", str(count), "--datadir", str(folder / "bare"), *extra, "worker", "--loglevel", "error"],
         capture_output=True, text=True, timeout=3600, check=False,
     )  # fmt: skip
     found = re.search(r"counted (\d+) in ([\d.]+) s", result.stdout)
@@ -303,6 +305,9 @@ def main() -> None:
         print(f"raw kafka-python consumer: {raw:,.0f} msg/s", flush=True)
         bare = bare_faust_rate(args.bootstrap, names.ping, args.samples, folder)
         print(f"bare Faust agent (one event at a time): {bare:,.0f} msg/s", flush=True)
+        # Why the worker batches its table writes: one write per message, on the first 100,000.
+        writing = bare_faust_rate(args.bootstrap, names.ping, min(args.samples, 100_000), folder, table_writes=True)
+        print(f"bare agent writing a table per message: {writing:,.0f} msg/s = {writing / bare:.2f}x", flush=True)
         ours = worker_rate(args.bootstrap, names, args.samples, folder)
         print(
             f"migwatch worker: {ours:,.0f} samples/s = {ours / bare:.2f}x the bare agent, {ours / raw:.2f}x raw",
