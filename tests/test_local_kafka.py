@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from migwatch.local_kafka import LocalKafka, LocalKafkaError
+from migwatch.local_kafka import LocalKafka, LocalKafkaError, _cluster_id
 from tests.conftest import free_port_pair
 
 pytestmark = pytest.mark.kafka
@@ -74,3 +74,9 @@ def test_fetch_reuses_the_cache() -> None:
         [sys.executable, "-m", "migwatch.local_kafka", "fetch"], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0 and result.stdout.endswith("(cached)\n")
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    # One random id in 64 starts with "-"; 2,000 draws meet one with certainty but for 1e-13.
+    ids = [_cluster_id() for _ in range(2000)]
+    assert all(len(cluster_id) == 22 and not cluster_id.startswith("-") for cluster_id in ids)
