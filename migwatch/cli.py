@@ -16,6 +16,7 @@ from kafka.errors import KafkaError
 from migwatch import config as config_module
 from migwatch import local_kafka, target_registry
 from migwatch.detectors.settings import DEFAULTS
+from migwatch.lab import cli as lab_cli
 from migwatch.records import RecordError, encode, to_builtins
 
 EXIT_FAILED = 1
@@ -82,6 +83,7 @@ def _build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--count", type=int, metavar="N", help="stop after N alerts")
     alerts.add_argument("--idle", type=float, metavar="S", help="stop when no alert came for S seconds")
     _config_argument(alerts)
+    lab_cli.add_arguments(verb("lab", "run the migration lab: QEMU or emulated migrations, labelled traces"))
     local_kafka.add_arguments(verb("kafka", "run a local Apache Kafka for development (start, stop, status, ...)"))
     return parser
 
@@ -194,6 +196,7 @@ def _plot(args: argparse.Namespace) -> int:
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _show_config,
     "kafka": local_kafka.run,
+    "lab": lab_cli.run,
     "targets": _targets,
     "replay": _replay,
     "eval": _eval,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 from migwatch.config import Config
 from migwatch.probes.scheduler import Sample, Scheduler
@@ -12,7 +13,10 @@ from migwatch.trace import TraceWriter
 
 
 async def record(config: Config, out: str | os.PathLike[str], duration_s: float) -> Scheduler:
-    """Probe the config's targets (of this probe's site) for ``duration_s`` into ``out``."""
+    """Probe the config's targets (of this probe's site) for ``duration_s`` into ``out``.
+
+    SIGINT or SIGTERM ends the recording early with a complete file (the lab stops its recorders so).
+    """
     progress = Progress("record")
     with TraceWriter(out) as writer:
 
@@ -22,6 +26,9 @@ async def record(config: Config, out: str | os.PathLike[str], duration_s: float)
 
         scheduler = Scheduler(config.probe, sink)
         scheduler.set_targets(t for t in config.targets if t.site == config.probe.site)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, scheduler.stop)
         try:
             await scheduler.run(duration_s)
         finally:

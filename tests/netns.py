@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-
-def sh(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=check)
+from migwatch.lab.netns import sh
 
 
 @dataclass(frozen=True)

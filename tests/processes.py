@@ -1,22 +1,9 @@
-"""Ending the processes a test started (politely first, by force when they hang), and waiting on them."""
+"""Waiting on what a test started (ending processes is the lab's ``stop``, shared with it)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
-
-
-def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
-    """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit code."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from migwatch.lab.processes import stop
 from tests.conftest import free_port_pair
-from tests.processes import stop
 
 
 class StreamWorker:

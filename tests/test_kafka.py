@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
+from migwatch.lab.processes import stop
 from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Target, decode, encode
 from migwatch.topics import TOPICS, TopicLayoutError, TopicNames, cleanup_policies, ensure_topics
 from tests.conftest import TEST_PARTITIONS
-from tests.processes import stop
 from tests.test_records import CONTRACT_EXAMPLES
 
 pytestmark = pytest.mark.kafka

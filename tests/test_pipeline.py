@@ -24,13 +24,16 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
+from migwatch.lab.chrony import chrony_server
+from migwatch.lab.emulated_lab import BASE_DELAY_MS, end_copy, start_copy, switch
+from migwatch.lab.link_emulator import EmulatedLink, emulated_link
+from migwatch.lab.processes import stop
+from migwatch.lab.qemu_lab import qemu_lab
+from migwatch.lab.targets import VM_ID, write_config
 from migwatch.records import Alert, decode
 from migwatch.topics import TopicNames, ensure_topics
-from tests.chrony import chrony_server
 from tests.conftest import free_port_pair
-from tests.link_emulator import EmulatedLink, emulated_link
-from tests.processes import stop, wait_for
-from tests.scenarios import BASE_DELAY_MS, end_copy, start_copy, switch
+from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, read_all, worker_env
 
 pytestmark = pytest.mark.kafka
@@ -43,6 +46,29 @@ def dashboard_metrics() -> set[str]:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     return {name for expr in exprs for name in re.findall(r"\bmigwatch_[a-z0-9_]+", expr)}
+
+
+def start_probe(stack: ExitStack, config: Path, env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``migwatch probe`` with the worker's Kafka settings, stopped when ``stack`` closes."""
+    probe_log = stack.enter_context(open(tmp_path / "probe.log", "wb"))  # noqa: SIM115 - the stack closes it
+    probe = subprocess.Popen(
+        [sys.executable, "-m", "migwatch.cli", "probe", "--config", str(config)],
+        env={**os.environ, **{k: v for k, v in env.items() if k.startswith("MIGWATCH_KAFKA")}},
+        stdout=probe_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    stack.callback(stop, probe)
+    return probe
+
+
+def alerts(bootstrap: str, names: TopicNames) -> list[Alert]:
+    return [decode(Alert, m.value) for m in read_all(bootstrap, names.alerts, PARTITIONS)]
+
+
+def wait_for_confirmed(bootstrap: str, names: TopicNames, target: str) -> None:
+    def confirmed() -> bool:
+        return any(a.migwatch.target == target and a.migwatch.state == "confirmed" for a in alerts(bootstrap, names))
+
+    wait_for(confirmed, 60, f"a confirmed alert for {target}: {[a.migwatch for a in alerts(bootstrap, names)]}")
 
 
 @pytest.fixture
@@ -77,13 +103,7 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
         ]
         worker = StreamWorker(env, "worker-e2e", tmp_path)
         stack.callback(worker.stop)
-        probe_log = stack.enter_context(open(tmp_path / "probe.log", "wb"))
-        probe = subprocess.Popen(
-            [sys.executable, "-m", "migwatch.cli", "probe", "--config", str(probe_config)],
-            env={**os.environ, **{k: v for k, v in env.items() if k.startswith("MIGWATCH_KAFKA")}},
-            stdout=probe_log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        stack.callback(stop, probe)
+        probe = start_probe(stack, probe_config, env, tmp_path)
 
         def settled() -> bool:
             status = worker.status()
@@ -102,16 +122,10 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
         end_copy(copying)
         switched = switch(moving, clocks[0])  # stop-and-copy, then the VM runs on, its clock behind
 
-        def alerts() -> list[Alert]:
-            return [decode(Alert, m.value) for m in read_all(kafka_bootstrap, names.alerts, PARTITIONS)]
-
-        def confirmed() -> bool:
-            return any(a.migwatch.target == "vm-moving" and a.migwatch.state == "confirmed" for a in alerts())
-
-        wait_for(confirmed, 60, f"a confirmed alert for vm-moving: {[a.migwatch for a in alerts()]}")
+        wait_for_confirmed(kafka_bootstrap, names, "vm-moving")
         print(f"confirmed {time.time() - switched:.1f} s after the switch")
         time.sleep(5)
-        raised = alerts()
+        raised = alerts(kafka_bootstrap, names)
         copy_states = {a.migwatch.state for a in raised if a.migwatch.target == "vm-copying"}
         # Seen as a pattern (the early warning), never as a migration.
         assert "suspected" in copy_states and copy_states <= {"suspected", "cleared"}, [a.migwatch for a in raised]
@@ -124,4 +138,35 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
             served = response.read().decode() + (worker.get("/metrics") or b"").decode()
         exported = {line.split("{")[0].split()[0] for line in served.splitlines() if line and line[0] != "#"}
         assert dashboard_metrics() <= exported, dashboard_metrics() - exported
+    kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])
+
+
+def test_a_real_qemu_live_migration_is_confirmed(
+    kafka_bootstrap: str, kafka_admin: KafkaAdminClient, tmp_path: Path
+) -> None:
+    """Issue #6: a QEMU guest (TCG) live-migrates between two hypervisor namespaces; the probe, the broker
+    and the worker turn it into a confirmed alert."""
+    names = TopicNames(f"qemu-{uuid.uuid4().hex[:6]}.")
+    ensure_topics(kafka_admin, names.prefix, PARTITIONS)
+    env = worker_env(kafka_bootstrap, names.prefix, PARTITIONS, tmp_path, f"qemu-{uuid.uuid4().hex[:6]}")
+    with ExitStack() as stack:
+        lab = stack.enter_context(qemu_lab(tmp_path / "lab"))
+        config = write_config(tmp_path / "probe.toml", lab.addresses, ping_interval_s=0.2, ntp_interval_s=1.0)
+        worker = StreamWorker(env, "worker-qemu", tmp_path)
+        stack.callback(worker.stop)
+        start_probe(stack, config, env, tmp_path)
+
+        def settled() -> bool:
+            vm = worker.status().get(VM_ID)
+            return vm is not None and vm["rtt_baseline_ms"] is not None and vm["clock_offset_ms"] is not None
+
+        wait_for(settled, 120, f"the VM's baselines: {worker.status()}\n{worker.log_tail()}")
+        time.sleep(15)  # quiet windows and NTP answers before the move
+        migration = lab.migrate()
+        print(f"migrated in {migration.end - migration.start:.2f} s, downtime {migration.downtime_ms:.0f} ms")
+        wait_for_confirmed(kafka_bootstrap, names, VM_ID)
+        confirmed = next(a for a in alerts(kafka_bootstrap, names) if a.migwatch.state == "confirmed")
+        assert migration.start - 2 <= confirmed.migwatch.detected_ts <= migration.end + 120
+        assert confirmed.migwatch.evidence.time_lag_ms is not None and confirmed.migwatch.evidence.time_lag_ms < 0
+        print(f"confirmed {confirmed.migwatch.detected_ts - migration.end:+.1f} s after the migration's end")
     kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chrony import chrony_server
-from tests.link_emulator import emulated_link
+from migwatch.lab.chrony import chrony_server
+from migwatch.lab.link_emulator import emulated_link
 from tests.netns import Link, link
 
 ECHO = """

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+from migwatch.lab.processes import stop
 from migwatch.records import PingSample, Target, decode, encode
 from migwatch.topics import ensure_topics
 from tests.conftest import free_port_pair
-from tests.processes import stop, wait_for
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.kafka
 TARGETS = [Target(id=f"w-{i:02d}", address=f"127.4.0.{i + 1}", ping_interval_s=0.2, ntp=False, site="s1")

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from migwatch.lab.chrony import chrony_server
+from migwatch.lab.emulated_lab import BASE_DELAY_MS, start_copy, switch
+from migwatch.lab.link_emulator import EmulatedLink, emulated_link
+from migwatch.lab.processes import stop
 from migwatch.records import Alert, decode
-from tests.chrony import chrony_server
 from tests.conftest import free_port_pair
-from tests.link_emulator import EmulatedLink, emulated_link
-from tests.processes import stop, wait_for
-from tests.scenarios import BASE_DELAY_MS, start_copy, switch
+from tests.processes import wait_for
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tests.netns import sh
+from migwatch.lab.netns import sh
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -43,6 +43,8 @@ class LinkEmulator:
         self.delay_ms = delay_ms
         self.jitter_ms = jitter_ms
         self.forwarded = 0
+        # A paused VM: nothing passes before this monotonic time; what comes meanwhile queues (none lost).
+        self.held_until = 0.0
         self._peer = {left: right, right: left}
         self._queue: list[tuple[float, int, int, bytes]] = []  # (due, order, out fd, packet)
         self._order = 0
@@ -69,7 +71,7 @@ class LinkEmulator:
                         break
                     delay = self.delay_ms + self._random.uniform(-self.jitter_ms, self.jitter_ms)
                     self._order += 1
-                    due = time.monotonic() + max(0.0, delay) / 1000
+                    due = max(time.monotonic() + max(0.0, delay) / 1000, self.held_until)
                     heapq.heappush(self._queue, (due, self._order, self._peer[fd], packet))
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""A real NTP server for tests: chronyd from Debian in a test host's namespace, never touching the host
+"""A real NTP server for test hosts: chronyd from Debian in a test host's namespace, never touching the host
 clock (``-x``), whose time the test sets through a ``refclock SOCK`` it feeds with the offset it wants.
 
 chronyd serves its estimate of true time; the refclock says true time = system time + offset, so the
@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-from tests.processes import stop
+from migwatch.lab.errors import LabError
+from migwatch.lab.processes import stop
 
 _SAMPLE = struct.Struct("@qqdiiii")  # chrony's struct sock_sample: timeval, offset, pulse, leap, pad, magic
 _MAGIC = 0x534F434B
@@ -54,7 +53,7 @@ class RefclockFeeder:
 def chrony_server(namespace: str, address: str, folder: Path, offset_ms: float = 0.0) -> Iterator[RefclockFeeder]:
     """chronyd serving NTP on ``address`` inside ``namespace``, its time set by the returned feeder."""
     if shutil.which("chronyd") is None:
-        pytest.skip("chronyd is not installed (Debian package chrony; deploy/setup installs it)")
+        raise LabError("chronyd is not installed (Debian package chrony; deploy/setup installs it)")
     folder.mkdir(parents=True, exist_ok=True)
     refclock = folder / "refclock.sock"
     config = folder / "chrony.conf"

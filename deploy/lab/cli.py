@@ -1,0 +1,147 @@
+"""``migwatch lab``: play a scenario on the QEMU or the emulated lab, recording with the real probes.
+
+    migwatch lab run --mode qemu --scenario fast --out runs/fast --record 1 --record 0.1
+    migwatch lab corpus --out corpus/          # every corpus scenario, recorded, then scored
+    migwatch lab scenarios                     # the built-in scenarios
+
+A run's folder gets ``labels.json`` (rewritten after every episode), ``config-<interval>.toml`` (the
+lab's targets, for ``migwatch record``/``probe``/``watch``) and ``trace-<interval>.jsonl.gz`` per
+``--record``. SIGINT or SIGTERM stops the run; QEMU, the namespaces and the recorders always go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from migwatch.lab.emulated_lab import EmulatedLab, emulated_lab
+from migwatch.lab.errors import LabError
+from migwatch.lab.processes import stop
+from migwatch.lab.qemu_lab import QemuLab, qemu_lab
+from migwatch.lab.scenario import Labels, load, play, scenario_names
+from migwatch.lab.targets import write_config
+
+MODES: dict[str, type] = {"qemu": QemuLab, "emulated": EmulatedLab}
+# The corpus of issue #6: three migration settings and the benign episodes, each watched at 1 s and 100 ms.
+CORPUS = ("fast", "shaped", "capped", "benign")
+CORPUS_INTERVALS = (1.0, 0.1)
+
+
+@contextlib.contextmanager
+def open_lab(mode: str, folder: Path) -> Iterator[Any]:
+    with (qemu_lab if mode == "qemu" else emulated_lab)(folder / "lab") as lab:
+        yield lab
+
+
+def _interval_name(interval_s: float) -> str:
+    return f"{interval_s * 1000:g}ms"
+
+
+@contextlib.contextmanager
+def recorders(
+    folder: Path, addresses: dict[str, str], intervals: list[float], ntp_interval_s: float
+) -> Iterator[list[Path]]:
+    """``migwatch record`` per interval, stopped with SIGTERM (which closes each trace cleanly)."""
+    processes: list[subprocess.Popen[bytes]] = []
+    traces = []
+    try:
+        for interval in intervals:
+            name = _interval_name(interval)
+            config = write_config(folder / f"config-{name}.toml", addresses, ping_interval_s=interval,
+                                  ntp_interval_s=ntp_interval_s)  # fmt: skip
+            traces.append(folder / f"trace-{name}.jsonl.gz")
+            log = open(folder / f"record-{name}.log", "wb")  # noqa: SIM115 - the child holds it
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "migwatch.cli", "record", "--config", str(config), "--out", str(traces[-1]),
+                 "--duration", str(30 * 86400)], stdout=log, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+            log.close()
+        yield traces
+    finally:
+        for process in processes:
+            if stop(process, 30) not in (0, -signal.SIGTERM):
+                print(f"migwatch lab: a recorder exited with {process.returncode}; see {folder}/record-*.log",
+                      file=sys.stderr)  # fmt: skip
+
+
+def run_scenario(mode: str, scenario: str, folder: Path, intervals: list[float], ntp_interval_s: float) -> Labels:
+    steps = load(scenario, MODES[mode])  # a bad scenario fails before anything is set up
+    folder.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    with open_lab(mode, folder) as lab, recorders(folder, lab.addresses, intervals, ntp_interval_s):
+        print(f"lab ({mode}) up in {time.monotonic() - began:.0f} s: " +
+              ", ".join(f"{name} {address}" for name, address in lab.addresses.items()), flush=True)  # fmt: skip
+        labels = play(lab, steps, Labels(folder / "labels.json"), report=lambda line: print(line, flush=True))
+    print(f"{folder}: {len(labels.migrations)} migrations, {len(labels.benign)} benign episodes "
+          f"in {time.monotonic() - began:.0f} s")  # fmt: skip
+    return labels
+
+
+def _score(folder: Path) -> dict[str, Any]:
+    from migwatch.detectors.evaluate import score
+    from migwatch.replay import replay
+    from migwatch.trace import read_labels
+
+    labels = read_labels(folder / "labels.json")
+    results = {}
+    for trace in sorted(folder.glob("trace-*.jsonl.gz")):
+        alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replay(trace)]
+        results[trace.name] = score(alerts, labels)
+    return results
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    summary = {}
+    for name in args.only or CORPUS:
+        folder = args.out / name
+        print(f"== corpus: {name}", flush=True)
+        run_scenario("qemu", name, folder, list(CORPUS_INTERVALS), args.ntp_interval)
+        summary[name] = _score(folder)
+        for trace, result in summary[name].items():
+            print(f"   {trace}: recall {result['recall']:.2f} ({result['detected']}/{result['migrations']}), "
+                  f"false alarms {result['false_alarms']}, delay median {result['delay_s']['median']}")  # fmt: skip
+    (args.out / "results.json").write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="play one scenario, optionally recording traces")
+    run.add_argument("--mode", choices=sorted(MODES), default="qemu", help="a real QEMU guest or an emulated host")
+    run.add_argument("--scenario", required=True, help=f"built-in ({', '.join(scenario_names())}) or a JSON file")
+    run.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for labels, configs, traces")
+    for sub in (run, corpus := actions.add_parser("corpus", help="record and score the QEMU corpus")):
+        sub.add_argument("--ntp-interval", type=float, default=5.0, metavar="S", help="NTP query interval")
+    run.add_argument("--record", type=float, action="append", default=[], metavar="S",
+                     help="record a trace pinging every S seconds (repeatable)")  # fmt: skip
+    corpus.add_argument("--out", type=Path, required=True, metavar="DIR")
+    corpus.add_argument("--only", action="append", choices=CORPUS, help="only this scenario (repeatable)")
+    actions.add_parser("scenarios", help="list the built-in scenarios")
+
+
+def run(args: argparse.Namespace) -> int:
+    # SIGTERM unwinds like Ctrl-C, so that the lab's clean-up runs either way.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        if args.action == "scenarios":
+            for name in scenario_names():
+                print(name)
+            return 0
+        if args.action == "corpus":
+            return _corpus(args)
+        for interval in args.record:
+            if not 0.01 <= interval <= 60:
+                raise LabError(f"--record: must be between 0.01 and 60 s, got {interval!r}")
+        run_scenario(args.mode, args.scenario, args.out, args.record, args.ntp_interval)
+        return 0
+    except LabError as error:
+        print(f"migwatch lab: error: {error}", file=sys.stderr)
+        return 2

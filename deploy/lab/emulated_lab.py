@@ -1,0 +1,132 @@
+"""Emulated migrations without QEMU: a test host behind the user-space link emulator, with chronyd.
+
+Each episode plays the pattern the paper (and the QEMU lab) shows on the wire: a migration raises the
+delay with outliers while memory is copied (``start_copy``), then loses the replies of the stop-and-copy
+and comes back with the VM's clock behind (``switch``); a bulk copy is ``start_copy`` and ``end_copy``
+alone. The host's NTP server is chronyd fed by a ``refclock SOCK`` the lab sets, so clock steps are real
+NTP answers. The monitor end is this process's namespace (a probe can reach Kafka on loopback too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from migwatch.lab.chrony import RefclockFeeder, chrony_server
+from migwatch.lab.link_emulator import EmulatedLink, emulated_link
+from migwatch.lab.netns import in_ns
+from migwatch.lab.qemu_lab import Migration
+from migwatch.lab.targets import VM_ID
+
+BASE_DELAY_MS = 1.0  # each way
+_DROP_REPLIES = ("OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")
+
+
+def start_copy(host: EmulatedLink, delay_ms: float = 6.0, jitter_ms: float = 5.0) -> None:
+    """The memory copy shares the VM's path: 6 +- 5 ms each way, against a 2 ms round trip."""
+    host.emulator.delay_ms, host.emulator.jitter_ms = delay_ms, jitter_ms
+
+
+def end_copy(host: EmulatedLink) -> None:
+    host.emulator.delay_ms, host.emulator.jitter_ms = BASE_DELAY_MS, 0.0
+
+
+def switch(host: EmulatedLink, clock: RefclockFeeder, outage_s: float = 1.2, lag_ms: float = -150.0) -> float:
+    """The stop-and-copy and the switch; returns the wall-clock time the VM runs again."""
+    in_ns(host.host, "iptables", "-A", *_DROP_REPLIES)
+    try:
+        time.sleep(outage_s)
+    finally:
+        end_copy(host)
+        in_ns(host.host, "iptables", "-D", *_DROP_REPLIES)
+    clock.offset_ms += lag_ms
+    return time.time()
+
+
+@dataclass
+class EmulatedLab:
+    """One emulated VM (``vm_ip``); the same episode methods as the QEMU lab, with emulation settings."""
+
+    EPISODES: typing.ClassVar = ("migrate", "pause", "bulk_transfer", "cpu_load", "clock_step", "loss_burst",
+                                 "ttl_change")  # fmt: skip
+
+    link: EmulatedLink
+    clock: RefclockFeeder
+    hosts: typing.ClassVar = ("hv-1", "hv-2")
+    _on: int = 0  # which of ``hosts`` the VM is on
+
+    @property
+    def vm_ip(self) -> str:
+        return self.link.host_ip
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """What the probes watch: the VM alone (its hypervisors are not emulated)."""
+        return {VM_ID: self.vm_ip}
+
+    def migrate(
+        self, *, copy_s: float = 10.0, outage_s: float = 1.2, lag_ms: float = -150.0,
+        delay_ms: float = 6.0, jitter_ms: float = 5.0,
+    ) -> Migration:  # fmt: skip
+        start = time.time()
+        start_copy(self.link, delay_ms, jitter_ms)
+        time.sleep(copy_s)
+        end = switch(self.link, self.clock, outage_s, lag_ms)
+        source, self._on = self.hosts[self._on], 1 - self._on
+        return Migration(start=start, end=end, downtime_ms=outage_s * 1000, total_ms=(end - start) * 1000,
+                         source=source, destination=self.hosts[self._on])  # fmt: skip
+
+    def pause(self, seconds: float) -> tuple[float, float]:
+        """Replies queue for the pause and then all come (none lost); the clock falls behind by the pause."""
+        start = time.time()
+        self.link.emulator.held_until = time.monotonic() + seconds
+        time.sleep(seconds)
+        self.clock.offset_ms -= seconds * 1000
+        return start, time.time()
+
+    def bulk_transfer(self, seconds: float, delay_ms: float = 6.0, jitter_ms: float = 5.0) -> tuple[float, float]:
+        start = time.time()
+        start_copy(self.link, delay_ms, jitter_ms)
+        time.sleep(seconds)
+        end_copy(self.link)
+        return start, time.time()
+
+    def cpu_load(self, seconds: float) -> tuple[float, float]:
+        """A busy guest answers a little later and less evenly: 1.5 +- 1 ms each way."""
+        return self.bulk_transfer(seconds, delay_ms=1.5, jitter_ms=1.0)
+
+    def clock_step(self, step_s: float) -> tuple[float, float]:
+        start = time.time()
+        self.clock.offset_ms += step_s * 1000
+        return start, time.time()
+
+    def _host_rule(self, table: str, rule: tuple[str, ...], seconds: float) -> tuple[float, float]:
+        in_ns(self.link.host, "iptables", "-t", table, "-I", *rule)
+        start = time.time()
+        try:
+            time.sleep(seconds)
+        finally:
+            in_ns(self.link.host, "iptables", "-t", table, "-D", *rule)
+        return start, time.time()
+
+    def loss_burst(self, seconds: float, probability: float) -> tuple[float, float]:
+        rule = ("OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply",
+                "-m", "statistic", "--mode", "random", "--probability", f"{probability}", "-j", "DROP")  # fmt: skip
+        return self._host_rule("filter", rule, seconds)
+
+    def ttl_change(self, seconds: float, hops: int) -> tuple[float, float]:
+        return self._host_rule("mangle", ("OUTPUT", "-p", "icmp", "-j", "TTL", "--ttl-dec", str(hops)), seconds)
+
+
+@contextlib.contextmanager
+def emulated_lab(folder: Path) -> Iterator[EmulatedLab]:
+    """The emulated host with its chronyd; namespaces, TUN devices and chronyd go on exit."""
+    with (
+        emulated_link(BASE_DELAY_MS, own_monitor=True) as link,
+        chrony_server(link.host, link.host_ip, folder) as clock,
+    ):
+        yield EmulatedLab(link, clock)

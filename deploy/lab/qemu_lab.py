@@ -1,0 +1,327 @@
+"""Real live migrations: a QEMU (TCG) guest on two hypervisor namespaces joined by a switch namespace.
+
+    monitor (this namespace) ── lm/ls ── switch ── br0 ─┬─ p1/u1 ── hv-1: br0 + tap ── QEMU (VM)
+       10.217.N.1                 routes, iptables       └─ p2/u2 ── hv-2: br0 + tap ── QEMU (-incoming)
+
+The VM and both hypervisors sit on one bridged LAN, 10.218.N.0/24 (VM .10, hv-1 .11, hv-2 .12, switch
+.1); the monitor reaches it through the switch, which routes, so loss and TTL changes are iptables rules
+in the switch's FORWARD chains. The migration stream runs from one hypervisor's uplink to the other's, the
+same links that carry the VM's replies: that is what makes the RTT rise during the memory copy (the paper's
+pattern). Shaping (tbf) applies to both directions of both uplinks. The monitor end is this process's own
+namespace, so that a probe can reach both the VM and a Kafka broker on loopback; the only route added is
+the LAN's, over the lab's own veth, which goes with the switch namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import subprocess
+import time
+import typing
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from migwatch.lab.console import Console
+from migwatch.lab.errors import LabError
+from migwatch.lab.guest import GuestImage, build
+from migwatch.lab.netns import in_ns, sh
+from migwatch.lab.processes import stop
+from migwatch.lab.qmp import Qmp
+from migwatch.lab.targets import VM_ID
+
+GUEST_MEMORY_MB = 512
+_MIGRATION_PORT = 4444
+_BULK_PORT = 5001
+
+
+@dataclass
+class QemuProcess:
+    process: subprocess.Popen[bytes]
+    qmp: Qmp
+    console: Console
+    host: int  # 1 or 2
+
+
+@dataclass
+class Migration:
+    start: float  # the migrate command
+    end: float  # the destination reports running
+    downtime_ms: float  # QEMU's downtime plus the gap between the source's completed and the destination running
+    total_ms: float
+    source: str
+    destination: str
+
+
+@dataclass
+class QemuLab:
+    """Set up by :func:`qemu_lab`; every method blocks until its episode is over and returns its times."""
+
+    EPISODES: typing.ClassVar = ("migrate", "pause", "bulk_transfer", "cpu_load", "clock_step", "loss_burst",
+                                 "ttl_change", "shape")  # fmt: skip
+
+    tag: str
+    net: int
+    folder: Path
+    image: GuestImage
+    vm: QemuProcess | None = None
+    _count: int = 0
+    _switch_rules: list[tuple[str, ...]] = field(default_factory=list)
+
+    @property
+    def switch(self) -> str:
+        return f"mwl-sw-{self.tag}"
+
+    def hypervisor(self, host: int) -> str:
+        return f"mwl-h{host}-{self.tag}"
+
+    def hypervisor_id(self, host: int) -> str:
+        return f"hv-{host}"
+
+    @property
+    def vm_ip(self) -> str:
+        return f"10.218.{self.net}.10"
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """What the probes watch: the VM and both hypervisors."""
+        return {VM_ID: self.vm_ip, **{self.hypervisor_id(host): self.hypervisor_ip(host) for host in (1, 2)}}
+
+    def hypervisor_ip(self, host: int) -> str:
+        return f"10.218.{self.net}.{10 + host}"
+
+    @property
+    def monitor_ip(self) -> str:
+        return f"10.217.{self.net}.1"
+
+    # -- the guest ---------------------------------------------------------------------------------------
+
+    def _start_qemu(self, host: int, incoming: bool) -> QemuProcess:
+        self._count += 1
+        qmp_path, console_path = self.folder / f"qmp-{self._count}.sock", self.folder / f"console-{self._count}.sock"
+        append = f"console=ttyS0 quiet loglevel=0 migwatch.ip={self.vm_ip}/24 migwatch.gw=10.218.{self.net}.1"
+        # The same machine on both sides (QEMU requires it); only -incoming differs.
+        command = [
+            "ip", "netns", "exec", self.hypervisor(host),
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "qemu64", "-m", str(GUEST_MEMORY_MB),
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd), "-append", append,
+            "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+            "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:6d:77:01,romfile=",
+            "-chardev", f"socket,id=con,path={console_path},server=on,wait=off", "-serial", "chardev:con",
+            "-qmp", f"unix:{qmp_path},server=on,wait=off",
+        ]  # fmt: skip
+        if incoming:
+            command += ["-incoming", f"tcp:{self.hypervisor_ip(host)}:{_MIGRATION_PORT}"]
+        log = open(self.folder / f"qemu-{self._count}.log", "wb")  # noqa: SIM115 - the child holds it
+        try:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        except FileNotFoundError as error:
+            raise LabError("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)") from error
+        finally:
+            log.close()
+        try:
+            return QemuProcess(process, Qmp(str(qmp_path)), Console(str(console_path)), host)
+        except LabError as error:
+            stop(process, 5)
+            log_text = (self.folder / f"qemu-{self._count}.log").read_text()[-500:]
+            raise LabError(f"QEMU did not start: {error}; its log: {log_text}") from None
+
+    def boot(self, timeout_s: float = 120.0) -> None:
+        self.vm = self._start_qemu(1, incoming=False)
+        self.vm.console.wait_for("MIGWATCH-GUEST-READY", timeout_s)
+        self.vm.console.run("stty -echo")
+
+    def guest(self, command: str, timeout_s: float = 30.0) -> str:
+        assert self.vm is not None
+        return self.vm.console.run(command, timeout_s)
+
+    def _stop_qemu(self, vm: QemuProcess) -> None:
+        with contextlib.suppress(LabError, OSError):
+            vm.qmp.execute("quit")
+        vm.qmp.close()
+        vm.console.close()
+        stop(vm.process, 10)
+
+    # -- episodes ----------------------------------------------------------------------------------------
+
+    def migrate(
+        self, *, max_bandwidth_mb_s: float = 0.0, dirty_mb_s: float = 0.0, auto_converge: bool = False,
+        timeout_s: float = 600.0,
+    ) -> Migration:  # fmt: skip
+        """Live-migrate the VM to the other hypervisor; ``max_bandwidth_mb_s`` 0 leaves QEMU's default."""
+        assert self.vm is not None
+        source = self.vm
+        destination = self._start_qemu(3 - source.host, incoming=True)
+        if dirty_mb_s > 0:
+            self.guest(
+                f"head -c {int(dirty_mb_s)}M /dev/urandom > /dev/shm/src;"
+                " (while true; do dd if=/dev/shm/src of=/dev/shm/dirty bs=1M conv=notrunc 2>/dev/null; sleep 1; done)"
+                " >/dev/null 2>&1 & echo $! > /tmp/dirty.pid",
+                timeout_s=120,
+            )
+        if max_bandwidth_mb_s > 0:
+            source.qmp.execute("migrate-set-parameters", **{"max-bandwidth": int(max_bandwidth_mb_s * 1e6)})
+        source.qmp.execute(
+            "migrate-set-capabilities", capabilities=[{"capability": "auto-converge", "state": auto_converge}]
+        )
+        start = time.time()
+        source.qmp.execute("migrate", uri=f"tcp:{self.hypervisor_ip(destination.host)}:{_MIGRATION_PORT}")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = source.qmp.execute("query-migrate")
+            if state.get("status") == "completed":
+                completed = time.time()
+                break
+            if state.get("status") in ("failed", "cancelled"):
+                self._stop_qemu(destination)
+                raise LabError(f"migration {state.get('status')}: {state.get('error-desc', state)}")
+            if time.monotonic() > deadline:
+                source.qmp.execute("migrate_cancel")
+                self._stop_qemu(destination)
+                raise LabError(f"migration did not complete within {timeout_s:.0f} s: {state}")
+            time.sleep(0.01)
+        # QEMU's downtime figure ends before the destination runs (NOTES-lab): the destination's
+        # "running" is the migration's end.
+        while destination.qmp.execute("query-status").get("status") != "running":
+            if time.monotonic() > deadline:
+                raise LabError("the destination QEMU did not start running after the migration")
+            time.sleep(0.01)
+        end = time.time()
+        self._stop_qemu(source)
+        self.vm = destination
+        destination.console.run("stty -echo")
+        if dirty_mb_s > 0:
+            self.guest("kill $(cat /tmp/dirty.pid); rm -f /dev/shm/src /dev/shm/dirty")
+        return Migration(
+            start=start, end=end, downtime_ms=float(state.get("downtime", 0)) + (end - completed) * 1000,
+            total_ms=float(state.get("total-time", (end - start) * 1000)),
+            source=self.hypervisor_id(source.host), destination=self.hypervisor_id(destination.host),
+        )  # fmt: skip
+
+    def pause(self, seconds: float) -> tuple[float, float]:
+        """QMP stop, then cont: the VM's clock lags by the pause; its replies queue (none lost)."""
+        assert self.vm is not None
+        start = time.time()
+        self.vm.qmp.execute("stop")
+        time.sleep(seconds)
+        self.vm.qmp.execute("cont")
+        return start, time.time()
+
+    def bulk_transfer(self, seconds: float) -> tuple[float, float]:
+        """A TCP stream into the VM from the other hypervisor, through the switch and the VM's uplink."""
+        assert self.vm is not None
+        self.guest(f"nc -l -p {_BULK_PORT} > /dev/null 2>&1 &")
+        sender = self.hypervisor(3 - self.vm.host)
+        code = (
+            "import socket,time\n"
+            f"s=socket.create_connection(('{self.vm_ip}',{_BULK_PORT}),10)\n"
+            f"end=time.monotonic()+{seconds}\nblock=bytes(65536)\n"
+            "while time.monotonic()<end: s.sendall(block)\n"
+            "s.close()\n"
+        )
+        start = time.time()
+        in_ns(sender, "python3", "-c", code)
+        end = time.time()
+        self.guest("kill $(pidof nc) 2>/dev/null; true")
+        return start, end
+
+    def cpu_load(self, seconds: float) -> tuple[float, float]:
+        start = time.time()
+        self.guest(f"timeout {seconds} sh -c 'while true; do :; done'", timeout_s=seconds + 60)
+        return start, time.time()
+
+    def clock_step(self, step_s: float) -> tuple[float, float]:
+        """A legitimate correction of the VM's clock by about ``step_s`` (whole seconds, as busybox date sets)."""
+        start = time.time()
+        self.guest(f"date -s @$(( $(date +%s) + {round(step_s)} )) >/dev/null")
+        return start, time.time()
+
+    def _switch_rule(self, table: str, rule: tuple[str, ...], seconds: float) -> tuple[float, float]:
+        in_ns(self.switch, "iptables", "-t", table, "-I", *rule)
+        self._switch_rules.append((table, *rule))
+        start = time.time()
+        try:
+            time.sleep(seconds)
+        finally:
+            in_ns(self.switch, "iptables", "-t", table, "-D", *rule)
+            self._switch_rules.remove((table, *rule))
+        return start, time.time()
+
+    def loss_burst(self, seconds: float, probability: float) -> tuple[float, float]:
+        """The VM's replies dropped at random for ``seconds`` (link trouble, not a migration)."""
+        rule = ("FORWARD", "-s", self.vm_ip, "-p", "icmp", "--icmp-type", "echo-reply",
+                "-m", "statistic", "--mode", "random", "--probability", f"{probability}", "-j", "DROP")  # fmt: skip
+        return self._switch_rule("filter", rule, seconds)
+
+    def ttl_change(self, seconds: float, hops: int) -> tuple[float, float]:
+        """The VM's replies arrive ``hops`` hops further away (as from another subnet)."""
+        return self._switch_rule("mangle", ("FORWARD", "-s", self.vm_ip, "-j", "TTL", "--ttl-dec", str(hops)), seconds)
+
+    def shape(self, mbit: float) -> None:
+        """tbf at ``mbit`` on both directions of both uplinks; 0 removes the shaping."""
+        for namespace, device in self._uplinks():
+            in_ns(namespace, "tc", "qdisc", "del", "dev", device, "root", check=False)
+            if mbit > 0:
+                # burst 256kb: a smaller bucket stalls TCP (NOTES-lab); this kernel has no netem.
+                in_ns(namespace, "tc", "qdisc", "add", "dev", device, "root", "tbf", "rate", f"{mbit}mbit",
+                      "burst", "256kb", "latency", "50ms")  # fmt: skip
+
+    def _uplinks(self) -> list[tuple[str, str]]:
+        return [(self.hypervisor(1), f"u1{self.tag}"), (self.hypervisor(2), f"u2{self.tag}"),
+                (self.switch, f"p1{self.tag}"), (self.switch, f"p2{self.tag}")]  # fmt: skip
+
+    def close(self) -> None:
+        if self.vm is not None:
+            self._stop_qemu(self.vm)
+            self.vm = None
+
+
+def _set_up(lab: QemuLab) -> None:
+    net, tag, switch = lab.net, lab.tag, lab.switch
+    for namespace in (switch, lab.hypervisor(1), lab.hypervisor(2)):
+        sh("ip", "netns", "add", namespace)
+        in_ns(namespace, "ip", "link", "set", "lo", "up")
+    in_ns(switch, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    sh("ip", "link", "add", f"lm{tag}", "type", "veth", "peer", "name", f"ls{tag}", "netns", switch)
+    sh("ip", "addr", "add", f"{lab.monitor_ip}/30", "dev", f"lm{tag}")
+    sh("ip", "link", "set", f"lm{tag}", "up")
+    in_ns(switch, "ip", "addr", "add", f"10.217.{net}.2/30", "dev", f"ls{tag}")
+    in_ns(switch, "ip", "link", "set", f"ls{tag}", "up")
+    sh("ip", "route", "add", f"10.218.{net}.0/24", "via", f"10.217.{net}.2", "dev", f"lm{tag}")
+    in_ns(switch, "ip", "link", "add", "br0", "type", "bridge")
+    in_ns(switch, "ip", "addr", "add", f"10.218.{net}.1/24", "dev", "br0")
+    in_ns(switch, "ip", "link", "set", "br0", "up")
+    for host in (1, 2):
+        hypervisor = lab.hypervisor(host)
+        in_ns(switch, "ip", "link", "add", f"p{host}{tag}", "type", "veth", "peer", "name", f"u{host}{tag}",
+              "netns", hypervisor)  # fmt: skip
+        in_ns(switch, "ip", "link", "set", f"p{host}{tag}", "master", "br0", "up")
+        in_ns(hypervisor, "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(hypervisor, "ip", "link", "set", f"u{host}{tag}", "master", "br0", "up")
+        in_ns(hypervisor, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap")
+        in_ns(hypervisor, "ip", "link", "set", "tap0", "master", "br0", "up")
+        in_ns(hypervisor, "ip", "addr", "add", f"{lab.hypervisor_ip(host)}/24", "dev", "br0")
+        in_ns(hypervisor, "ip", "link", "set", "br0", "up")
+        in_ns(hypervisor, "ip", "route", "add", "default", "via", f"10.218.{net}.1")
+
+
+@contextlib.contextmanager
+def qemu_lab(folder: Path):  # type: ignore[no-untyped-def]
+    """The topology with the guest booted on hv-1; everything (QEMU, namespaces, route) goes on exit."""
+    image = build()
+    tag = uuid.uuid4().hex[:6]
+    lab = QemuLab(tag=tag, net=random.Random(tag).randrange(256), folder=folder, image=image)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        _set_up(lab)
+        lab.boot()
+        yield lab
+    finally:
+        lab.close()
+        # Deleting the namespaces takes their devices, qdiscs and iptables rules; the monitor's veth and
+        # route go with its peer in the switch namespace.
+        for namespace in (lab.switch, lab.hypervisor(1), lab.hypervisor(2)):
+            sh("ip", "netns", "del", namespace, check=False)
+        sh("ip", "link", "del", f"lm{tag}", check=False)

@@ -1,0 +1,56 @@
+"""A minimal synchronous QMP client: one command at a time over QEMU's monitor socket, events skipped."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+from migwatch.lab.errors import LabError
+
+
+class Qmp:
+    """Connects (retrying while QEMU starts), negotiates capabilities, then runs ``execute``."""
+
+    def __init__(self, path: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError) as error:
+                self._sock.close()
+                if time.monotonic() > deadline:
+                    raise LabError(f"QEMU's monitor socket {path} did not open within {timeout_s:.0f} s") from error
+                time.sleep(0.05)
+        self._sock.settimeout(timeout_s)
+        self._file = self._sock.makefile("rwb")
+        self._read()  # the greeting
+        self.execute("qmp_capabilities")
+
+    def _read(self) -> dict[str, Any]:
+        line = self._file.readline()
+        if not line:
+            raise LabError("QEMU closed its monitor socket")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def execute(self, command: str, **arguments: Any) -> Any:
+        """Run ``command``; its ``return`` value, or a LabError with QEMU's error description."""
+        request: dict[str, Any] = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        self._file.write(json.dumps(request).encode() + b"\n")
+        self._file.flush()
+        while True:
+            reply = self._read()
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise LabError(f"QMP {command} {arguments}: {reply['error'].get('desc', reply['error'])}")
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
