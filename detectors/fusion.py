@@ -53,6 +53,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_ts: float | None = None  # latest evidence of the episode
     likelihood: float = 0.0
     last_alert: str | None = None  # event.id of the last alert sent
+    confirmed_lag_ts: float | None = None  # the clock lag that confirmed the current episode
 
     def assess(
         self,
@@ -90,6 +91,13 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         skew_seen = (
             skew is not None and skew.detected_ts is not None and ts - skew.detected_ts <= settings.clear_after_s
         )
+        # Another lag after the one that confirmed this episode: the VM moved again (there and back, say).
+        # It opens an episode of its own, with its own alerts, instead of hiding in the first until it clears.
+        renewed_after = (
+            self.confirmed_lag_ts if lag_seen and self.level == 3 and lag.lag_ts != self.confirmed_lag_ts else None
+        )
+        if renewed_after is not None:
+            self.level, self.first_ts, self.likelihood = 0, None, 0.0
         # A new reply TTL (another subnet) or clock skew (another physical clock) says the VM may be
         # elsewhere; alone it has benign causes too.
         moved = ttl_seen or skew_seen
@@ -115,7 +123,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
                 if active and first is not None and last is not None
             ]
             if self.first_ts is None:
-                self.first_ts = min(first for first, _ in spans)
+                self.first_ts = min(first for first, _ in spans if renewed_after is None or first > renewed_after)
             self.last_ts = max(last for _, last in spans)
         if level > self.level:
             evidence = Evidence(
@@ -138,6 +146,8 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
             if level == 1 and verdict is not None and verdict >= settings.feedback_likely_p:
                 level = 2  # analysts taught us that this pattern is a migration
             self.level = level
+            if level == 3:
+                self.confirmed_lag_ts = lag.lag_ts
             floor, cap = LIKELIHOOD[level]
             bonus = 0.05 * pattern + 0.03 * (loss_in_pattern or loss_run) + 0.02 * moved + 0.1 * bool(source_host)
             likelihood = min(cap, floor + bonus + 0.05 * (learner_score or 0.0))
@@ -149,6 +159,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         if self.level and self.last_ts is not None and ts - self.last_ts >= settings.clear_after_s:
             alert = self._alert("cleared", ts, identity, None, Evidence(rtt_baseline_ms=ping.baseline.median))
             self.level, self.first_ts, self.last_ts, self.likelihood = 0, None, None, 0.0
+            self.confirmed_lag_ts = None
             return [alert]
         return []
 

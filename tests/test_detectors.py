@@ -198,6 +198,19 @@ def test_a_migration_rises_once_per_state_and_clears_once() -> None:
     assert {a.migwatch.first_evidence_ts for a in alerts} == {suspected.migwatch.first_evidence_ts}
 
 
+def test_a_move_back_soon_after_a_confirmed_one_is_an_alert_of_its_own() -> None:
+    """Seen in the QEMU lab: VMs moved there and back 40 s apart; the second move hid in the first's episode."""
+    episodes = [Episode("migration", "vm-1", 300, copy_s=5), Episode("migration", "vm-1", 346, copy_s=5)]
+    samples, labels = generate(episodes, ["vm-1"], 900, ntp_interval_s=5.0)
+    alerts = _run(samples)
+    confirmed = [a for a in alerts if a.migwatch.state == "confirmed"]
+    assert len(confirmed) == 2 and confirmed[0].event.id != confirmed[1].event.id, _states(alerts)
+    for alert, migration in zip(confirmed, labels.migrations, strict=True):
+        assert migration.start <= alert.migwatch.detected_ts <= migration.end + 30
+    assert confirmed[1].migwatch.first_evidence_ts > confirmed[0].migwatch.detected_ts
+    assert _states(alerts)[-1] == ("vm-1", "cleared")
+
+
 def test_a_bulk_copy_may_be_suspected_but_never_likely_or_confirmed() -> None:
     episodes = [Episode("bulk-transfer", "vm-1", 300, copy_s=120, rtt_add_ms=8.0)]
     alerts = _run(generate(episodes, ["vm-1"], 900)[0])
