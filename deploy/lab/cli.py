@@ -2,6 +2,7 @@
 
     migwatch lab run --mode qemu --scenario fast --out runs/fast --record 1 --record 0.1
     migwatch lab corpus --out corpus/          # every corpus scenario, recorded, then scored
+    migwatch lab score --out corpus/           # score the runs again (after a detector change)
     migwatch lab scenarios                     # the built-in scenarios
 
 A run's folder gets ``labels.json`` (rewritten after every episode), ``config-<interval>.toml`` (the
@@ -85,8 +86,9 @@ def run_scenario(mode: str, scenario: str, folder: Path, intervals: list[float],
     return labels
 
 
-def _score(folder: Path) -> dict[str, Any]:
-    from migwatch.detectors.evaluate import score
+def score(folder: Path) -> dict[str, Any]:
+    """``migwatch eval`` of every trace of one run against its labels."""
+    from migwatch.detectors.evaluate import score as evaluate
     from migwatch.replay import replay
     from migwatch.trace import read_labels
 
@@ -94,21 +96,31 @@ def _score(folder: Path) -> dict[str, Any]:
     results = {}
     for trace in sorted(folder.glob("trace-*.jsonl.gz")):
         alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replay(trace)]
-        results[trace.name] = score(alerts, labels)
+        results[trace.name] = evaluate(alerts, labels)
     return results
 
 
+def score_corpus(root: Path) -> dict[str, Any]:
+    """Scores of every run under ``root`` (a folder with labels.json each), also written to results.json."""
+    summary = {folder.name: score(folder) for folder in sorted(root.iterdir()) if (folder / "labels.json").exists()}
+    (root / "results.json").write_text(json.dumps(summary, indent=1))
+    print(f"{'run':<10} {'trace':<22} {'migr.':>5} {'found':>5} {'recall':>6} {'alerts':>6} {'false':>5} "
+          f"{'delay p50':>9} {'max':>6}")  # fmt: skip
+    for run, traces in summary.items():
+        for trace, r in traces.items():
+            delay = r["delay_s"]
+            median = "-" if delay["median"] is None else f"{delay['median']:+.1f} s"
+            worst = "-" if delay["max"] is None else f"{delay['max']:+.1f} s"
+            print(f"{run:<10} {trace:<22} {r['migrations']:>5} {r['detected']:>5} {r['recall']:>6.2f} "
+                  f"{r['alerts']:>6} {r['false_alarms']:>5} {median:>9} {worst:>6}")  # fmt: skip
+    return summary
+
+
 def _corpus(args: argparse.Namespace) -> int:
-    summary = {}
     for name in args.only or CORPUS:
-        folder = args.out / name
         print(f"== corpus: {name}", flush=True)
-        run_scenario("qemu", name, folder, list(CORPUS_INTERVALS), args.ntp_interval)
-        summary[name] = _score(folder)
-        for trace, result in summary[name].items():
-            print(f"   {trace}: recall {result['recall']:.2f} ({result['detected']}/{result['migrations']}), "
-                  f"false alarms {result['false_alarms']}, delay median {result['delay_s']['median']}")  # fmt: skip
-    (args.out / "results.json").write_text(json.dumps(summary, indent=1))
+        run_scenario("qemu", name, args.out / name, list(CORPUS_INTERVALS), args.ntp_interval)
+    score_corpus(args.out)
     return 0
 
 
@@ -125,6 +137,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     corpus.add_argument("--out", type=Path, required=True, metavar="DIR")
     corpus.add_argument("--only", action="append", choices=CORPUS, help="only this scenario (repeatable)")
     actions.add_parser("scenarios", help="list the built-in scenarios")
+    scoring = actions.add_parser("score", help="score every run in a corpus folder (writes results.json)")
+    scoring.add_argument("--out", type=Path, required=True, metavar="DIR")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "corpus":
             return _corpus(args)
+        if args.action == "score":
+            score_corpus(args.out)
+            return 0
         for interval in args.record:
             if not 0.01 <= interval <= 60:
                 raise LabError(f"--record: must be between 0.01 and 60 s, got {interval!r}")

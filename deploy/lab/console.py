@@ -48,6 +48,20 @@ class Console:
         before, _, self._buffer = self._buffer.partition(wanted)
         return before.decode(errors="replace")
 
+    def sync(self, timeout_s: float = 120.0) -> None:
+        """Wait until the guest's shell answers, asking again every 5 s: input typed while a guest was
+        still settling (just booted, just migrated under load) was seen to go unanswered."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._count += 1
+            self._sock.sendall(f"echo M$(({self._count}))M\n".encode())
+            try:
+                self.wait_for(f"M{self._count}M", min(5.0, max(0.1, deadline - time.monotonic())))
+                return
+            except LabError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"the guest's shell did not answer within {timeout_s:.0f} s") from None
+
     def run(self, command: str, timeout_s: float = 30.0) -> str:
         self._count += 1
         self._sock.sendall(f"{command}\necho M$(({self._count}))M\n".encode())

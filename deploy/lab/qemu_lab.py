@@ -131,6 +131,7 @@ class QemuLab:
     def boot(self, timeout_s: float = 120.0) -> None:
         self.vm = self._start_qemu(1, incoming=False)
         self.vm.console.wait_for("MIGWATCH-GUEST-READY", timeout_s)
+        self.vm.console.sync()
         self.vm.console.run("stty -echo")
 
     def guest(self, command: str, timeout_s: float = 30.0) -> str:
@@ -191,7 +192,7 @@ class QemuLab:
         end = time.time()
         self._stop_qemu(source)
         self.vm = destination
-        destination.console.run("stty -echo")
+        destination.console.sync()
         if dirty_mb_s > 0:
             self.guest("kill $(cat /tmp/dirty.pid); rm -f /dev/shm/src /dev/shm/dirty")
         return Migration(
