@@ -90,7 +90,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _show_config(args: argparse.Namespace) -> int:
     settings = config_module.load(args.config)
-    print(json.dumps(to_builtins(settings), indent=2))
+    shown = to_builtins(settings)
+    if shown["kafka"]["sasl_password"]:  # the settings in effect, but never the secret itself
+        shown["kafka"]["sasl_password"] = "(set, not shown)"
+    print(json.dumps(shown, indent=2))
     print(f"{args.config}: OK, {len(settings.targets)} targets", file=sys.stderr)
     return 0
 

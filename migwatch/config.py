@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +55,18 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     client_id: str = "migwatch"
     # How long a client waits for the first broker to answer before it reports the brokers unreachable.
     connect_timeout_s: float = 30.0
+    # Security (every client: the probes' kafka-python, Faust's aiokafka, the admin and tail tools).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    # The password itself (best from MIGWATCH_KAFKA_SASL_PASSWORD) or a file holding it (a mounted
+    # Kubernetes Secret); never printed by `migwatch config`.
+    sasl_password: str = ""
+    sasl_password_file: str = ""
+    ssl_cafile: str = ""  # PEM CA bundle the brokers' certificates are checked against; empty: the system's
+    ssl_certfile: str = ""  # PEM client certificate, for brokers that require one (mutual TLS)
+    ssl_keyfile: str = ""  # its private key (PEM); may be left empty when the certificate file holds it
+    ssl_check_hostname: bool = True
 
     def __post_init__(self) -> None:
         servers = self.servers
@@ -69,6 +82,45 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
             raise RecordError(f"connect_timeout_s: must be > 0 and <= 3600, got {self.connect_timeout_s!r}")
         if not 1 <= self.partitions <= 10_000:
             raise RecordError(f"partitions: must be between 1 and 10000, got {self.partitions!r}")
+        self._check_security()
+
+    def _check_security(self) -> None:
+        for name in ("sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path and ("\0" in path or not os.access(path, os.R_OK)):
+                raise RecordError(f"{name}: no readable file there, got {path!r}")
+        if self.security_protocol.startswith("SASL"):
+            if not self.sasl_username:
+                raise RecordError(f"sasl_username: required with security_protocol {self.security_protocol}, got ''")
+            if bool(self.sasl_password) == bool(self.sasl_password_file):
+                raise RecordError(
+                    "sasl_password: give the password or sasl_password_file (one of them) with security_protocol "
+                    f"{self.security_protocol}"
+                )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise RecordError(
+                f"ssl_keyfile: needs ssl_certfile (the certificate of that key), got {self.ssl_keyfile!r}"
+            )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def password(self) -> str:
+        """The SASL password, read from ``sasl_password_file`` when that is set (trailing newline dropped)."""
+        if self.sasl_password_file:
+            return Path(self.sasl_password_file).read_text().rstrip("\r\n")
+        return self.sasl_password
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context every client uses (None without TLS): CA, optional client certificate, host check."""
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        if self.ssl_certfile:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile or None)
+        context.check_hostname = self.ssl_check_hostname
+        return context
 
     @property
     def servers(self) -> list[str]:
@@ -152,7 +204,9 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
                 raise RecordError(f"{name}: must be > 0 and <= 86400, got {value!r}")
         if not 1 <= self.batch_size <= 1_000_000:
             raise RecordError(f"batch_size: must be between 1 and 1000000, got {self.batch_size!r}")
-        if not 1 <= self.session_timeout_s <= self.rebalance_timeout_s <= 3600:
+        if not 1 <= self.rebalance_timeout_s <= 3600:
+            raise RecordError(f"rebalance_timeout_s: must be >= 1 and <= 3600, got {self.rebalance_timeout_s!r}")
+        if not 1 <= self.session_timeout_s <= self.rebalance_timeout_s:
             raise RecordError(
                 f"session_timeout_s: must be >= 1 and <= rebalance_timeout_s ({self.rebalance_timeout_s!r}), "
                 f"got {self.session_timeout_s!r}"

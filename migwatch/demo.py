@@ -1,13 +1,14 @@
-"""The quickstart demo of the streaming pipeline: a stream worker, and a synthetic fleet's samples in Kafka.
+"""The quickstart demo: the whole pipeline watching a VM that is live-migrated while you look.
 
-Until the migration lab (issue #6) brings VMs on test hosts, the demo publishes a synthetic ten minutes of
-six VMs that ends now: one of them live-migrates (raised RTT, unanswered pings, its clock behind
-afterwards) and another receives a bulk copy (the paper's control: raised RTT only). A real
-``migwatch worker`` joins the samples, raises the alerts and serves the fleet page; the demo prints each
-alert as it arrives on the alerts topic, then keeps the worker up until Ctrl-C (``--hold`` seconds when
-not on a terminal). Its topics live under their own prefix, removed at the end.
+The demo sets up the migration lab (a QEMU guest between two hypervisor namespaces, or an emulated host
+where QEMU is missing), starts a real ``migwatch probe`` and ``migwatch worker`` against the local Kafka,
+waits until the worker has learned the VM's round-trip time and clock, then plays two episodes: a bulk
+copy into the VM (the paper's look-alike: at most ``suspected``) and a live migration to the other
+hypervisor (``confirmed`` by the VM's clock lag). Each alert is printed as it arrives on the alerts topic,
+with the fleet page's address. The worker stays up until Ctrl-C on a terminal (``--hold S`` seconds
+elsewhere); processes, namespaces and the demo's topics are removed at the end, also after Ctrl-C.
 
-    python -m migwatch.demo [--bootstrap 127.0.0.1:9092] [--port 6066] [--hold 0]
+    python -m migwatch.demo [--bootstrap 127.0.0.1:9092] [--port 6066] [--lab qemu|emulated] [--hold 0]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,118 +25,154 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-
-import msgspec
-from kafka import KafkaConsumer
+from typing import Any
 
 from migwatch import kafka_clients
 from migwatch.config import KafkaSettings
-from migwatch.records import Alert, PingSample, decode, encode, to_builtins
-from migwatch.synthetic import START_TS, Episode, generate
+from migwatch.lab.cli import open_lab
+from migwatch.lab.errors import LabError
+from migwatch.lab.processes import stop
+from migwatch.lab.targets import VM_ID, write_config
+from migwatch.records import Alert, decode, to_builtins
 from migwatch.topics import TopicNames, ensure_topics
 
-VMS = ["web-01", "web-02", "db-01", "db-02", "cache-01", "mail-01"]
-DURATION_S = 600.0
+PARTITIONS = 4
 
 
-def _publish(settings: KafkaSettings, names: TopicNames) -> int:
-    samples, _ = generate(
-        [Episode("migration", "web-01", 420.0, copy_s=25.0, downtime_s=0.6),
-         Episode("bulk-transfer", "db-01", 300.0, copy_s=40.0)],
-        targets=VMS, duration_s=DURATION_S,
-    )  # fmt: skip
-    shift = time.time() - DURATION_S - START_TS  # the ten minutes end now
-    producer = kafka_clients.producer(settings, linger_ms=20)
-    for original in samples:
-        sample = msgspec.structs.replace(original, ts=original.ts + shift)
-        topic = names.ping if isinstance(sample, PingSample) else names.ntp
-        producer.send(topic, key=sample.target.encode(), value=encode(sample))
-    producer.flush()
-    producer.close()
-    return len(samples)
+class Demo:
+    """The demo's clock, printer and alert reader."""
+
+    def __init__(self, settings: KafkaSettings, names: TopicNames) -> None:
+        self.began = time.monotonic()
+        self.consumer = kafka_clients.consumer(settings, names.alerts, auto_offset_reset="earliest")
+        self.alerts: list[tuple[float, Any]] = []  # (wall-clock time seen, AlertDetail)
+
+    def say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.began:5.1f} s] {text}", flush=True)
+
+    def read_alerts(self, seconds: float) -> None:
+        """Print the alerts that arrive within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            for messages in self.consumer.poll(timeout_ms=int(min(left, 0.5) * 1000) + 1).values():
+                for message in messages:
+                    alert = decode(Alert, message.value).migwatch
+                    self.alerts.append((time.time(), alert))
+                    evidence = {k: round(v, 3) if isinstance(v, float) else v
+                                for k, v in to_builtins(alert.evidence).items() if v is not None}  # fmt: skip
+                    self.say(f"alert {alert.state:9} {alert.target} likelihood {alert.likelihood:.2f} "
+                             f"phase {alert.phase}: {json.dumps(evidence)}")  # fmt: skip
+
+    def wait_for_state(self, state: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if any(alert.state == state and alert.target == VM_ID for _, alert in self.alerts):
+                return True
+            self.read_alerts(0.5)
+        return False
 
 
-def _ready(url: str) -> bool:
-    with contextlib.suppress(OSError), urllib.request.urlopen(url + "/metrics", timeout=2) as response:
-        return b"migwatch_worker_consumer_lag{" in response.read()
-    return False
+def _status(url: str) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url + "/status", timeout=2) as response:
+        return {t["target"]: t for t in json.loads(response.read())["targets"]}
+    return {}
 
 
-def run(bootstrap: str, port: int, hold_s: float) -> int:
+@contextlib.contextmanager
+def _process(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            stop(process, 30)
+
+
+def run(bootstrap: str, port: int, hold_s: float, lab_mode: str) -> int:
     settings = KafkaSettings(bootstrap=bootstrap)
     names = TopicNames(f"demo-{uuid.uuid4().hex[:6]}.")
     admin = kafka_clients.admin(settings)
-    ensure_topics(admin, names.prefix, 4)
+    ensure_topics(admin, names.prefix, PARTITIONS)
     folder = Path(tempfile.mkdtemp(prefix="migwatch-demo-"))
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ, "MIGWATCH_KAFKA_BOOTSTRAP": bootstrap, "MIGWATCH_KAFKA_TOPIC_PREFIX": names.prefix,
-        "MIGWATCH_KAFKA_PARTITIONS": "4", "MIGWATCH_WORKER_APP_ID": names.prefix + "worker",
+        "MIGWATCH_KAFKA_PARTITIONS": str(PARTITIONS), "MIGWATCH_WORKER_APP_ID": names.prefix + "worker",
         "MIGWATCH_WORKER_NAME": "demo-worker", "MIGWATCH_WORKER_DATADIR": str(folder / "worker"),
         "MIGWATCH_WORKER_WEB_PORT": str(port), "MIGWATCH_WORKER_STORE": "memory",
+        "MIGWATCH_PROBE_SPILL_DIR": str(folder / "spill"),
     }  # fmt: skip
-    config = folder / "demo.toml"
-    config.write_text("# everything from the environment\n")
-    log = open(folder / "worker.log", "wb")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "migwatch.cli", "worker", "--config", str(config)], env=env, stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    demo = Demo(settings, names)
+    command = [sys.executable, "-m", "migwatch.cli"]
     try:
-        print(f"== a stream worker starts (log: {folder / 'worker.log'}) ...", flush=True)
-        deadline = time.monotonic() + 120
-        while not _ready(url):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                print((folder / "worker.log").read_text()[-3000:], file=sys.stderr)
+        (folder / "worker.toml").write_text("# everything from the environment\n")
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_process([*command, "worker", "--config", str(folder / "worker.toml")], env,
+                                         folder / "worker.log"))  # fmt: skip
+            demo.say(f"a stream worker starts (log {folder / 'worker.log'}); the {lab_mode} lab is set up ...")
+            lab = stack.enter_context(open_lab(lab_mode, folder))
+            demo.say("lab up: " + ", ".join(f"{name} {address}" for name, address in lab.addresses.items()))
+            config = write_config(folder / "probe.toml", lab.addresses, ping_interval_s=0.2, ntp_interval_s=1.0,
+                                  bootstrap=bootstrap, topic_prefix=names.prefix)  # fmt: skip
+            stack.enter_context(_process([*command, "probe", "--config", str(config)], env, folder / "probe.log"))
+            demo.say(f"a probe pings every 0.2 s and asks the VM's NTP server every 1 s (config {config})")
+            deadline = time.monotonic() + 120
+            while not ((vm := _status(url).get(VM_ID)) and vm["rtt_baseline_ms"] and vm["clock_offset_ms"] is not None):
+                if time.monotonic() > deadline:
+                    demo.say(f"the worker did not learn {VM_ID}'s baseline within 120 s; logs in {folder}")
+                    return 1
+                time.sleep(0.5)
+            demo.say(f"{VM_ID}: RTT baseline {vm['rtt_baseline_ms']:.2f} ms, clock offset "
+                     f"{vm['clock_offset_ms']:.1f} ms; {url}/#{VM_ID} charts it")  # fmt: skip
+            demo.read_alerts(8)  # more quiet windows and NTP answers first
+            demo.say("a bulk copy into the VM for 8 s (the paper's look-alike: raised RTT, no lost pings, no lag)")
+            lab.bulk_transfer(8)
+            demo.read_alerts(4)
+            before = {alert.state for _, alert in demo.alerts}
+            demo.say(f"after the bulk copy: {sorted(before) or 'no alert'} (never likely or confirmed)")
+            demo.say(f"live-migrating {VM_ID} to the other hypervisor ...")
+            migration = lab.migrate() if lab_mode == "qemu" else lab.migrate(copy_s=8)
+            took = migration.end - migration.start
+            demo.say(f"migrated {migration.source} -> {migration.destination} in {took:.1f} s, "
+                     f"downtime {migration.downtime_ms:.0f} ms")  # fmt: skip
+            if not demo.wait_for_state("confirmed", 60):
+                demo.say(f"no confirmed alert within 60 s; logs in {folder}")
                 return 1
-            time.sleep(0.5)
-        count = _publish(settings, names)
-        print(f"== {count} samples of {len(VMS)} VMs published to {names.ping} and {names.ntp}", flush=True)
-        print("   web-01 live-migrates near the end; db-01 gets a bulk copy (a look-alike that must not alarm)")
-        consumer = KafkaConsumer(names.alerts, bootstrap_servers=settings.servers, auto_offset_reset="earliest")
-        confirmed = False
-        deadline = time.monotonic() + 120
-        while not confirmed and time.monotonic() < deadline:
-            for messages in consumer.poll(timeout_ms=1000).values():
-                for message in messages:
-                    alert = decode(Alert, message.value).migwatch
-                    evidence = {
-                        k: round(v, 3) if isinstance(v, float) else v
-                        for k, v in to_builtins(alert.evidence).items()
-                        if v is not None
-                    }
-                    print(f"== alert {alert.state:9} {alert.target:8} likelihood {alert.likelihood:.2f} "
-                          f"phase {alert.phase}: {json.dumps(evidence)}", flush=True)  # fmt: skip
-                    confirmed |= alert.state == "confirmed"
-        consumer.close()
-        if not confirmed:
-            print("no confirmed alert within 120 s", file=sys.stderr)
-            return 1
-        print(f"\nThe fleet page: {url}/   (web-01's chart: {url}/#web-01)   JSON: {url}/status")
-        if sys.stdin.isatty() or hold_s:
-            print("The worker keeps running" + (f" for {hold_s:.0f} s" if hold_s else ": Ctrl-C ends the demo"))
-            with contextlib.suppress(KeyboardInterrupt):
-                time.sleep(hold_s or 10 * 365 * 86400)
+            if before & {"likely", "confirmed"}:
+                demo.say("the bulk copy was taken for a migration: see the alerts above")
+                return 1
+            print(f"\nThe fleet page: {url}/   ({VM_ID}'s chart: {url}/#{VM_ID})   JSON: {url}/status", flush=True)
+            if sys.stdin.isatty() or hold_s:
+                print("The pipeline keeps running" + (f" for {hold_s:.0f} s" if hold_s else ": Ctrl-C ends the demo"))
+                with contextlib.suppress(KeyboardInterrupt):
+                    demo.read_alerts(hold_s or 10 * 365 * 86400)
         return 0
+    except LabError as error:
+        print(f"migwatch demo: the lab failed: {error}", file=sys.stderr)
+        return 1
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+        demo.consumer.close()
         admin.delete_topics([t for t in admin.list_topics() if t.startswith(names.prefix)])
         admin.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="the migwatch streaming demo")
+    parser = argparse.ArgumentParser(description="the migwatch demo: a VM live-migrated under watch")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--port", type=int, default=6066, help="the worker's web port (on 127.0.0.1)")
-    parser.add_argument("--hold", type=float, default=0.0, help="seconds to keep the worker up (0: until Ctrl-C)")
+    parser.add_argument("--hold", type=float, default=0.0, help="seconds to keep it up (0: until Ctrl-C)")
+    qemu = shutil.which("qemu-system-x86_64") is not None
+    parser.add_argument("--lab", choices=["qemu", "emulated"], default="qemu" if qemu else "emulated",
+                        help="a real QEMU guest (the default where QEMU is installed) or an emulated host")  # fmt: skip
     args = parser.parse_args()
-    sys.exit(run(args.bootstrap, args.port, args.hold))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on SIGTERM as on Ctrl-C
+    try:
+        sys.exit(run(args.bootstrap, args.port, args.hold, args.lab))
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

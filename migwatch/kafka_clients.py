@@ -1,31 +1,95 @@
-"""kafka-python clients built from the config, in one place, so every part connects the same way."""
+"""kafka-python clients built from the config, in one place, so every part connects the same way.
+
+When no broker can be reached, kafka-python says only "Unable to bootstrap"; the reason (a refused
+password, a certificate the broker rejects) is in its log. Building a client here keeps the last reason it
+logged and raises :class:`BrokersUnreachableError` naming it, so that a wrong password reads as one.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from migwatch.config import KafkaSettings
 
+Client = TypeVar("Client")
+
+
+class BrokersUnreachableError(KafkaError):
+    """No broker of the bootstrap list could be connected to; the message says why when it is known."""
+
+
+class _LastReason(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reason = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        # A connection's own failure, not the summary ("Bootstrap failed: ... Unable to bootstrap") after it.
+        if ("failed" in message or "Connection lost" in message) and not message.startswith("Bootstrap failed"):
+            self.reason = message
+
+
+def _explain(settings: KafkaSettings, reason: str) -> str:
+    where = f"cannot connect to {settings.bootstrap} ({settings.security_protocol}"
+    where += f", user {settings.sasl_username!r})" if settings.security_protocol.startswith("SASL") else ")"
+    if "SaslAuthenticationFailed" in reason:
+        return f"{where}: authentication failed ({settings.sasl_mechanism}): wrong user name or password"
+    if "CERTIFICATE" in reason.upper() or "SSL" in reason:
+        return f"{where}: the TLS handshake failed (check ssl_cafile, ssl_certfile, ssl_keyfile): {reason}"
+    return f"{where}: {reason or 'no broker answered within connect_timeout_s'}"
+
+
+@contextmanager
+def _connecting(settings: KafkaSettings) -> Iterator[None]:
+    handler = _LastReason()
+    logger = logging.getLogger("kafka")
+    logger.addHandler(handler)
+    try:
+        yield
+    except KafkaTimeoutError as error:
+        raise BrokersUnreachableError(_explain(settings, handler.reason)) from error
+    finally:
+        logger.removeHandler(handler)
+
+
+def _build(settings: KafkaSettings, make: Callable[..., Client], *args: Any, **options: Any) -> Client:
+    with _connecting(settings):
+        return make(*args, **{**_common(settings), **options})
+
 
 def _common(settings: KafkaSettings) -> dict[str, Any]:
-    return {
+    options: dict[str, Any] = {
         "bootstrap_servers": settings.servers,
         "client_id": settings.client_id,
         "bootstrap_timeout_ms": int(settings.connect_timeout_s * 1000),
+        "security_protocol": settings.security_protocol,
     }
+    if settings.uses_tls:
+        options["ssl_context"] = settings.ssl_context()
+    if settings.security_protocol.startswith("SASL"):
+        options |= {
+            "sasl_mechanism": settings.sasl_mechanism,
+            "sasl_plain_username": settings.sasl_username,
+            "sasl_plain_password": settings.password(),
+        }
+    return options
 
 
 def producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     """A producer that loses nothing it acknowledged: all in-sync replicas, idempotent retries."""
-    options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **overrides}
-    return KafkaProducer(**{**_common(settings), **options})
+    return _build(settings, KafkaProducer, **{"acks": "all", "enable_idempotence": True, "linger_ms": 5, **overrides})
 
 
 def consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> KafkaConsumer:
-    return KafkaConsumer(*topics, **{**_common(settings), **overrides})
+    return _build(settings, KafkaConsumer, *topics, **overrides)
 
 
 def admin(settings: KafkaSettings) -> KafkaAdminClient:
-    return KafkaAdminClient(**_common(settings))
+    return _build(settings, KafkaAdminClient)

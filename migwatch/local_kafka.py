@@ -98,6 +98,45 @@ logger.state.level = WARN
 """
 
 
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A second listener speaking SASL_SSL with SCRAM-SHA-512, for clients of a secured cluster.
+
+    The PLAINTEXT listener stays (on loopback) for the broker's own traffic. Users are created when the
+    storage is formatted (``kafka-storage format --add-scram``), so a broker started with them needs
+    ``fresh`` data.
+    """
+
+    port: int
+    keystore: Path  # PEM: the broker's unencrypted PKCS#8 private key and its certificate chain
+    users: dict[str, str]  # name -> password
+    client_ca: Path | None = None  # PEM CA of client certificates; when set, clients must present one
+
+    def properties(self) -> str:
+        lines = [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+            f"listener.name.sasl_ssl.ssl.keystore.location={self.keystore}",
+        ]
+        if self.client_ca is not None:
+            lines += [
+                "listener.name.sasl_ssl.ssl.truststore.type=PEM",
+                f"listener.name.sasl_ssl.ssl.truststore.location={self.client_ca}",
+                "listener.name.sasl_ssl.ssl.client.auth=required",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def scram_arguments(self) -> list[str]:
+        for name, password in self.users.items():
+            if not name.replace("-", "").replace("_", "").isalnum() or any(c in password for c in ",=[]\n"):
+                raise LocalKafkaError(f"SCRAM user {name!r}: names are letters, digits, '-', '_'; passwords "
+                                      "have no ',', '=', '[', ']' or newline")  # fmt: skip
+        return [arg for name, password in self.users.items()
+                for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]  # fmt: skip
+
+
 class LocalKafkaError(RuntimeError):
     """Something the local broker could not do; the message says what and where to look."""
 
@@ -115,6 +154,7 @@ class LocalKafka:
     version: str = KAFKA_VERSION
     root: Path = field(default_factory=cache_root)
     heap: str = DEFAULT_HEAP
+    secure: SaslSslListener | None = None
 
     @property
     def controller_port(self) -> int:
@@ -196,7 +236,7 @@ class LocalKafka:
         if running is not None:
             self.wait_ready(timeout, pid=running)
             return running, 0.0
-        for port in (self.port, self.controller_port):
+        for port in (self.port, self.controller_port, *([self.secure.port] if self.secure else [])):
             if _port_busy(port):
                 raise LocalKafkaError(f"127.0.0.1:{port} is already in use by another program; pick --port")
         self.fetch()
@@ -205,12 +245,21 @@ class LocalKafka:
             shutil.rmtree(data, ignore_errors=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         properties = self.run_dir / "server.properties"
-        properties.write_text(
-            _SERVER_PROPERTIES.format(port=self.port, controller_port=self.controller_port, data=data)
-        )
+        text = _SERVER_PROPERTIES.format(port=self.port, controller_port=self.controller_port, data=data)
+        if self.secure is not None:
+            secure = f"SASL_SSL://127.0.0.1:{self.secure.port}"
+            text = (
+                text.replace("CONTROLLER://", f"{secure},CONTROLLER://", 1)
+                .replace(f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                         f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},{secure}")
+                .replace("CONTROLLER:PLAINTEXT", "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL")
+                + self.secure.properties()
+            )  # fmt: skip
+        properties.write_text(text)
         (self.run_dir / "log4j2.properties").write_text(_LOG4J2)
         if not (data / "meta.properties").exists():
-            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties))
+            scram = self.secure.scram_arguments() if self.secure is not None else []
+            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties), *scram)
         started = time.monotonic()
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(

@@ -21,7 +21,7 @@ import msgspec
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
-from migwatch.config import Config
+from migwatch.config import Config, KafkaSettings
 from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, RecordError, decode, encode
 from migwatch.streams import views
 from migwatch.streams.charts import ChartWindow
@@ -79,6 +79,16 @@ class FaustTables:
         return found
 
 
+def _credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
+    """The same security as the kafka-python clients (kafka_clients), in Faust's terms for aiokafka."""
+    if kafka.security_protocol.startswith("SASL"):
+        # Faust chooses SASL_SSL when it gets a TLS context, SASL_PLAINTEXT without one.
+        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.password(),
+                                     ssl_context=kafka.ssl_context(), mechanism=kafka.sasl_mechanism)  # fmt: skip
+    context = kafka.ssl_context()
+    return None if context is None else faust.SSLCredentials(context)
+
+
 def create_app(config: Config) -> faust.App:
     worker, kafka = config.worker, config.kafka
     names = TopicNames(kafka.topic_prefix)
@@ -86,6 +96,7 @@ def create_app(config: Config) -> faust.App:
         worker.app_id,
         broker=[f"kafka://{server}" for server in kafka.servers],
         broker_client_id=kafka.client_id,
+        broker_credentials=_credentials(kafka),
         store="rocksdb://" if worker.store == "rocksdb" else "memory://",
         datadir=worker.datadir,
         topic_partitions=kafka.partitions,

@@ -81,6 +81,28 @@ def test_detector_settings_from_file_and_environment() -> None:
         ("", {"MIGWATCH_KAFKA_PARTITIONS": "many"}, 'MIGWATCH_KAFKA_PARTITIONS: expected int, got "many"'),
         ("", {"MIGWATCH_KAFKA_PARTITIONS": "0"}, "MIGWATCH_KAFKA_PARTITIONS: kafka.partitions: must be between"),
         ("", {"MIGWATCH_KAFKA_BOOTSTRAPS": "x:1"}, "MIGWATCH_KAFKA_BOOTSTRAPS: unknown setting kafka.bootstraps"),
+        ("[kafka]\nsecurity_protocol = 'TLS'\n", {}, "c.toml: kafka.security_protocol: invalid enum value 'TLS'"),
+        ("[kafka]\nsasl_mechanism = 'GSSAPI'\n", {}, "c.toml: kafka.sasl_mechanism: invalid enum value 'GSSAPI'"),
+        (
+            "[kafka]\nsecurity_protocol = 'SASL_SSL'\n",
+            {},
+            "c.toml: kafka.sasl_username: required with security_protocol SASL_SSL, got ''",
+        ),
+        (
+            "[kafka]\nsecurity_protocol = 'SASL_SSL'\nsasl_username = 'u'\n",
+            {},
+            "c.toml: kafka.sasl_password: give the password or sasl_password_file (one of them)",
+        ),
+        (
+            "[kafka]\nssl_cafile = '/no/ca.pem'\n",
+            {},
+            "c.toml: kafka.ssl_cafile: no readable file there, got '/no/ca.pem'",
+        ),
+        (
+            "",
+            {"MIGWATCH_KAFKA_SASL_PASSWORD_FILE": "/no/pw"},
+            "MIGWATCH_KAFKA_SASL_PASSWORD_FILE: kafka.sasl_password_file: no readable file there, got '/no/pw'",
+        ),
     ],
 )
 def test_each_error_is_one_line_naming_source_key_and_value(text: str, environ: dict, message: str) -> None:
@@ -132,3 +154,13 @@ def test_cli_config_prints_the_settings_in_effect(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert '"partitions": 5' in result.stdout and '"id": "web-01"' in result.stdout
     assert result.stderr.endswith("OK, 1 targets\n")
+
+
+def test_cli_config_never_prints_the_sasl_password(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL)
+    env = {"MIGWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "MIGWATCH_KAFKA_SASL_USERNAME": "probe",
+           "MIGWATCH_KAFKA_SASL_PASSWORD": "hunter2-secret"}  # fmt: skip
+    result = _migwatch("config", "--config", str(path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr and '"sasl_username": "probe"' in result.stdout

@@ -68,14 +68,52 @@ def test_pods_run_as_non_root_and_probes_get_only_net_raw() -> None:
             assert context["capabilities"].get("add", []) == (["NET_RAW"] if obj["kind"] == "Deployment" else [])
 
 
-def test_every_variable_the_chart_sets_is_a_migwatch_setting() -> None:
+SECURE = ("kafka.securityProtocol=SASL_SSL", "kafka.sasl.username=migwatch", "kafka.sasl.passwordSecret=kafka-pw",
+          "kafka.tls.secret=kafka-tls", "kafka.tls.certKey=tls.crt", "kafka.tls.keyKey=tls.key")  # fmt: skip
+
+
+def test_kafka_credentials_come_from_secrets_as_files() -> None:
+    """SASL_SSL with a client certificate: each file a setting names is mounted from the Secret's key."""
+    pods = [obj for obj in _render(*SECURE) if obj["kind"] in ("Deployment", "StatefulSet")]
+    assert len(pods) == 2
+    for obj in pods:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+        spec = obj["spec"]["template"]["spec"]
+        assert spec["securityContext"]["fsGroup"] == 10001  # the Secret files' group can read them
+        secrets = {v["name"]: v["secret"] for v in spec["volumes"] if "secret" in v}
+        (container,) = spec["containers"]
+        mounts = {m["mountPath"]: secrets[m["name"]] for m in container["volumeMounts"] if m["name"] in secrets}
+        env = {v["name"]: v["value"] for v in container["env"] if "value" in v}
+        assert env["MIGWATCH_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and "MIGWATCH_KAFKA_SASL_PASSWORD" not in env
+        files = {
+            name: path for name, path in env.items() if name.endswith(("_FILE", "_CAFILE", "_CERTFILE", "_KEYFILE"))
+        }
+        assert len(files) == 4
+        for path in files.values():
+            folder, _, name = path.rpartition("/")
+            assert any(item["path"] == name for item in mounts[folder]["items"]), path
+        assert {mounts[p.rpartition("/")[0]]["secretName"] for p in files.values()} == {"kafka-pw", "kafka-tls"}
+
+
+def test_a_sasl_protocol_without_its_secret_does_not_render() -> None:
+    result = _helm("template", "mw", str(CHART), "--set", "kafka.securityProtocol=SASL_SSL",
+                   "--set", "kafka.sasl.username=migwatch")  # fmt: skip
+    assert result.returncode != 0 and "kafka.sasl.passwordSecret is required" in result.stderr
+
+
+@pytest.mark.parametrize("sets", [(), SECURE], ids=["plaintext", "sasl-ssl"])
+def test_every_variable_the_chart_sets_is_a_migwatch_setting(sets: tuple[str, ...], tmp_path: Path) -> None:
     environ = {}
-    for obj in _render():
+    for obj in _render(*sets):
         if obj["kind"] in ("Deployment", "StatefulSet"):
             for container in obj["spec"]["template"]["spec"]["containers"]:
                 for variable in container["env"]:
                     environ[variable["name"]] = variable.get("value", "from-the-pod")
     assert len(environ) > 10
+    for name, value in environ.items():  # the mounted files, here: settings check that they are readable
+        if value.startswith("/etc/migwatch/kafka-"):
+            environ[name] = str(tmp_path / value.rpartition("/")[2])
+            Path(environ[name]).write_text("x")
     document: dict[str, Any] = {}
     apply_environment(document, environ)  # raises ConfigError on a setting migwatch does not know
     for section in document.values():  # values from the pod (names) are fine as strings

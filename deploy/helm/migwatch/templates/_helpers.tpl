@@ -12,6 +12,73 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.kafka.topicPrefix | quote }}
 - name: MIGWATCH_KAFKA_PARTITIONS
   value: {{ .Values.kafka.partitions | quote }}
+- name: MIGWATCH_KAFKA_SECURITY_PROTOCOL
+  value: {{ .Values.kafka.securityProtocol | quote }}
+{{- if hasPrefix "SASL" .Values.kafka.securityProtocol }}
+- name: MIGWATCH_KAFKA_SASL_MECHANISM
+  value: {{ .Values.kafka.sasl.mechanism | quote }}
+- name: MIGWATCH_KAFKA_SASL_USERNAME
+  value: {{ required "kafka.sasl.username is required with a SASL securityProtocol" .Values.kafka.sasl.username | quote }}
+- name: MIGWATCH_KAFKA_SASL_PASSWORD_FILE
+  value: /etc/migwatch/kafka-sasl/password
+{{- end }}
+{{- with .Values.kafka.tls }}
+{{- if .secret }}
+- name: MIGWATCH_KAFKA_SSL_CAFILE
+  value: /etc/migwatch/kafka-tls/ca.crt
+{{- if .certKey }}
+- name: MIGWATCH_KAFKA_SSL_CERTFILE
+  value: /etc/migwatch/kafka-tls/tls.crt
+- name: MIGWATCH_KAFKA_SSL_KEYFILE
+  value: /etc/migwatch/kafka-tls/tls.key
+{{- end }}
+{{- end }}
+- name: MIGWATCH_KAFKA_SSL_CHECK_HOSTNAME
+  value: {{ .checkHostname | quote }}
+{{- end }}
+{{- end }}
+
+{{- /* The Kafka Secrets as read-only files (the SASL password, the TLS CA and client key pair). */}}
+{{- define "migwatch.kafkaVolumeMounts" -}}
+{{- if hasPrefix "SASL" .Values.kafka.securityProtocol }}
+- name: kafka-sasl
+  mountPath: /etc/migwatch/kafka-sasl
+  readOnly: true
+{{- end }}
+{{- if .Values.kafka.tls.secret }}
+- name: kafka-tls
+  mountPath: /etc/migwatch/kafka-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "migwatch.kafkaVolumes" -}}
+{{- if hasPrefix "SASL" .Values.kafka.securityProtocol }}
+- name: kafka-sasl
+  secret:
+    secretName: {{ required "kafka.sasl.passwordSecret is required with a SASL securityProtocol" .Values.kafka.sasl.passwordSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.kafka.sasl.passwordKey }}
+        path: password
+{{- end }}
+{{- with .Values.kafka.tls }}
+{{- if .secret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .secret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .caKey }}
+        path: ca.crt
+      {{- if .certKey }}
+      - key: {{ .certKey }}
+        path: tls.crt
+      - key: {{ required "kafka.tls.keyKey is required with kafka.tls.certKey" .keyKey }}
+        path: tls.key
+      {{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "migwatch.securityContext" -}}
