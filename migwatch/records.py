@@ -482,8 +482,15 @@ def _decoder(kind: type[R]) -> msgspec.json.Decoder[R]:
     return decoder
 
 
+# No contract record comes near this (a sample is about 200 bytes, an alert about 1.5 kB): a bigger message
+# is garbage or an attack, refused before it is parsed.
+MAX_RECORD_BYTES = 65_536
+
+
 def decode(kind: type[R], raw: bytes | str) -> R:
     """Decode one JSON document into a record of ``kind``, or raise :class:`RecordError`."""
+    if len(raw) > MAX_RECORD_BYTES:
+        raise RecordError(f"value: {len(raw)} bytes, more than a record may have ({MAX_RECORD_BYTES})")
     try:
         return _decoder(kind).decode(raw)
     except msgspec.ValidationError as error:

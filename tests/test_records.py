@@ -99,6 +99,7 @@ def _with(base: dict, **changes: object) -> bytes:
         (Target, b'{"id":"a","address":"192.0.2.1","hosts":["hv 1"]}', "hosts[0]: must be 1 to 255"),
         (Feedback, b'{"alert_id":"x","target":"t","label":"maybe","ts":1,"by":"me"}', "label: invalid enum value"),
         (DeadLetter, b'{"topic":"t","error":"e","payload_b64":"***"}', "payload_b64: must be base64"),
+        (PingSample, _with(PING, pad="x" * 70_000), "value: 70"),
     ],
 )
 def test_a_bad_field_is_named_with_its_value(kind: type, raw: bytes, message: str) -> None:

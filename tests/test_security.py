@@ -1,0 +1,46 @@
+"""Issue #8, security: nothing read from Kafka is unpickled or evaluated, and message sizes are bounded.
+
+Every Kafka message migwatch reads is decoded by msgspec into a record (``records.decode``, which refuses
+anything over ``MAX_RECORD_BYTES`` before parsing); the Faust worker's topics and tables hand over raw bytes
+(JSON we decode ourselves), never a codec that could unpickle. The source holds no pickle, eval or exec."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from migwatch.config import parse
+from migwatch.records import MAX_RECORD_BYTES, PingSample, RecordError, decode
+from migwatch.streams.app import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [path for folder in ("migwatch", "probes", "streams", "detectors", "deploy/lab")
+           for path in (ROOT / folder).rglob("*.py")]  # fmt: skip
+UNSAFE = re.compile(r"\b(import pickle|from pickle|pickle\.loads?|marshal\.loads?|cloudpickle|dill|yaml\.load\(|"
+                    r"(?<![\w.])eval\(|(?<![\w.])exec\()")  # fmt: skip
+
+
+def test_no_source_file_unpickles_or_evaluates() -> None:
+    assert len(SOURCES) > 40
+    found = [f"{path.relative_to(ROOT)}: {match.group(0)}" for path in SOURCES
+             for match in UNSAFE.finditer(path.read_text())]  # fmt: skip
+    assert not found, found
+
+
+def test_the_worker_reads_and_keeps_raw_bytes_only() -> None:
+    app = create_app(parse("", source="empty.toml", environ={}))
+    channels = [agent.channel for agent in app.agents.values()]
+    assert {topic for channel in channels for topic in channel.topics} == {
+        "migwatch.ping", "migwatch.ntp", "migwatch.feedback"}  # fmt: skip
+    assert all((channel.key_serializer, channel.value_serializer) == ("raw", "raw") for channel in channels)
+    assert len(app.tables) == 3
+    for table in app.tables.values():
+        assert table.value_serializer == "raw" and table.value_type is bytes, table.name
+        assert table.key_serializer in ("raw", "json"), table.name  # JSON keys: strings and window tuples
+
+
+def test_an_oversized_message_is_refused_before_it_is_parsed() -> None:
+    with pytest.raises(RecordError, match=rf"value: {MAX_RECORD_BYTES + 1} bytes, more than a record may have"):
+        decode(PingSample, b" " * (MAX_RECORD_BYTES + 1))
