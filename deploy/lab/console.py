@@ -6,25 +6,15 @@ unexpanded, so only the shell's output matches ``M<n>M``, which marks the end of
 
 from __future__ import annotations
 
-import socket
 import time
 
 from migwatch.lab.errors import LabError
+from migwatch.lab.unix_socket import connect
 
 
 class Console:
     def __init__(self, path: str, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                self._sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError) as error:
-                self._sock.close()
-                if time.monotonic() > deadline:
-                    raise LabError(f"the guest console {path} did not open within {timeout_s:.0f} s") from error
-                time.sleep(0.05)
+        self._sock = connect(path, "the guest console", timeout_s)
         self._buffer = b""
         self._count = 0
 

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
-import time
 from typing import Any
 
 from migwatch.lab.errors import LabError
+from migwatch.lab.unix_socket import connect
 
 
 class Qmp:
     """Connects (retrying while QEMU starts), negotiates capabilities, then runs ``execute``."""
 
     def __init__(self, path: str, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self._sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError) as error:
-                self._sock.close()
-                if time.monotonic() > deadline:
-                    raise LabError(f"QEMU's monitor socket {path} did not open within {timeout_s:.0f} s") from error
-                time.sleep(0.05)
+        self._sock = connect(path, "QEMU's monitor socket", timeout_s)
         self._sock.settimeout(timeout_s)
         self._file = self._sock.makefile("rwb")
         self._read()  # the greeting
