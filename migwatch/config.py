@@ -193,15 +193,21 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     rebalance_timeout_s: float = 60.0
     # Copies of other workers' tables kept warm, so a takeover need not replay the whole changelog.
     standby_replicas: int = 0
+    # Samples stamped further in the future (or older) than this against the worker's clock are dead
+    # letters: one sample from 2099 would move a target's event time past every sample to come.
+    max_sample_ahead_s: float = 300.0
+    max_sample_age_s: float = 7 * 86_400.0
 
     def __post_init__(self) -> None:
         check_identifier("name", self.name)
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", self.app_id):
             raise RecordError(f"app_id: must be 1-100 letters, digits, '.', '_' or '-', got {self.app_id!r}")
-        for name in ("batch_within_s", "checkpoint_s", "chart_window_s", "chart_history_s"):
+        for name in ("batch_within_s", "checkpoint_s", "chart_window_s", "chart_history_s", "max_sample_ahead_s"):
             value = getattr(self, name)
             if not 0 < value <= 86_400:
                 raise RecordError(f"{name}: must be > 0 and <= 86400, got {value!r}")
+        if not 60 <= self.max_sample_age_s <= 10 * 365 * 86_400:
+            raise RecordError(f"max_sample_age_s: must be between 60 s and 10 years, got {self.max_sample_age_s!r}")
         if not 1 <= self.batch_size <= 1_000_000:
             raise RecordError(f"batch_size: must be between 1 and 1000000, got {self.batch_size!r}")
         if not 1 <= self.rebalance_timeout_s <= 3600:

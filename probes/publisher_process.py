@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from migwatch.config import KafkaSettings
-from migwatch.records import ClockSample, PingSample, encode
+from migwatch.records import ClockSample, DeadLetter, PingSample, encode
 from migwatch.topics import TopicNames
 
-_FRAME = struct.Struct("!BHI")  # topic (0 ping, 1 ntp), key length, value length
+_FRAME = struct.Struct("!BHI")  # topic (0 ping, 1 ntp, 2 deadletter), key length, value length
 _COUNTERS = ("sent", "dropped", "spilled", "queued", "left_over")
 
 
@@ -29,7 +29,7 @@ def _child(connection: Connection, settings: KafkaSettings, spill: Path, options
     from migwatch.probes.publisher import Publisher  # imported here: the parent needs no producer
 
     publisher = Publisher(settings, spill, **options)
-    topics = (publisher.topics.ping, publisher.topics.ntp)
+    topics = (publisher.topics.ping, publisher.topics.ntp, publisher.topics.deadletter)
 
     def count() -> None:
         for index, name in enumerate(_COUNTERS):
@@ -74,9 +74,14 @@ class PublisherProcess:
         receiving.close()
 
     def publish(self, sample: PingSample | ClockSample) -> None:
-        key = sample.target.encode()
-        value = encode(sample)
-        self._frames.append(_FRAME.pack(0 if isinstance(sample, PingSample) else 1, len(key), len(value)))
+        self._frame(0 if isinstance(sample, PingSample) else 1, sample.target.encode(), encode(sample))
+
+    def publish_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        """A record the probe could not use (a bad target), kept with its reason like the workers' ones."""
+        self._frame(2, key or b"", encode(letter))
+
+    def _frame(self, topic: int, key: bytes, value: bytes) -> None:
+        self._frames.append(_FRAME.pack(topic, len(key), len(value)))
         self._frames.append(key + value)
         now = time.monotonic()
         if now - self._last_flush >= self.flush_s:

@@ -18,7 +18,7 @@ from kafka.errors import KafkaError
 
 from migwatch import kafka_clients
 from migwatch.config import KafkaSettings
-from migwatch.records import RecordError, Target, decode
+from migwatch.records import DeadLetter, RecordError, Target, decode
 from migwatch.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,12 @@ class TargetFeed(ConsumerRebalanceListener):
         site: str,
         on_change: Callable[[list[Target]], None],
         session_timeout_s: float = 10.0,
+        on_bad: Callable[[DeadLetter, bytes | None], None] | None = None,
     ) -> None:
         self.kafka = kafka
         self.site = site
         self.on_change = on_change
+        self.on_bad = on_bad  # gets the dead letter of each target record that cannot be used
         self.session_timeout_s = session_timeout_s
         self.topic = TopicNames(kafka.topic_prefix).targets
         self.group = f"{kafka.topic_prefix}probes-{site}"
@@ -84,14 +86,14 @@ class TargetFeed(ConsumerRebalanceListener):
                 while not self._stop.is_set():
                     for partition, messages in self._consumer.poll(timeout_ms=500).items():
                         for message in messages:
-                            self._apply(partition.partition, message.key, message.value)
+                            self._apply(partition.partition, message.offset, message.key, message.value)
                     if self._changed:
                         self._changed = False
                         self.on_change([t for share in self.partitions.values() for t in share.values()])
             finally:
                 self._consumer.close()  # leaves the group: the others take over at once
 
-    def _apply(self, partition: int, key: bytes | None, value: bytes | None) -> None:
+    def _apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
         share = self.partitions.setdefault(partition, {})
         target_id = (key or b"").decode("utf-8", "replace")
         if value is None:
@@ -102,6 +104,8 @@ class TargetFeed(ConsumerRebalanceListener):
         except RecordError as error:
             self.bad_records += 1
             log.error("target feed: bad target %r in %s[%d]: %s", target_id, self.topic, partition, error)
+            if self.on_bad is not None:
+                self.on_bad(DeadLetter.of(self.topic, partition, offset, str(error), value), key)
             return
         if target.site != self.site:
             self._changed |= share.pop(target_id, None) is not None

@@ -12,7 +12,7 @@ from migwatch.probes import metrics
 from migwatch.probes.publisher_process import PublisherProcess, flush_regularly
 from migwatch.probes.scheduler import Scheduler
 from migwatch.probes.target_feed import TargetFeed
-from migwatch.records import Target
+from migwatch.records import DeadLetter, Target
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,10 @@ async def probe(config: Config, duration_s: float | None = None) -> tuple[Schedu
         def changed(targets: list[Target]) -> None:
             loop.call_soon_threadsafe(scheduler.set_targets, targets)
 
-        feed = TargetFeed(config.kafka, settings.site, changed, settings.session_timeout_s)
+        def bad(letter: DeadLetter, key: bytes | None) -> None:
+            loop.call_soon_threadsafe(publisher.publish_dead_letter, letter, key)
+
+        feed = TargetFeed(config.kafka, settings.site, changed, settings.session_timeout_s, on_bad=bad)
         feed.start()
         source = f"topic {feed.topic}, group {feed.group}"
     else:

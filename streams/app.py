@@ -21,7 +21,7 @@ import msgspec
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
-from migwatch.config import Config, KafkaSettings
+from migwatch.config import Config, KafkaSettings, WorkerSettings
 from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, RecordError, decode, encode
 from migwatch.streams import views
 from migwatch.streams.charts import ChartWindow
@@ -44,6 +44,16 @@ def decode_message(kind: type[PingSample] | type[ClockSample] | type[Feedback], 
         # would split between workers.
         raise RecordError(f"key: must be the target id {target!r}, got {key!r}")
     return record
+
+
+def check_time(sample: PingSample | ClockSample, now: float, settings: WorkerSettings) -> None:
+    """RecordError when ``sample.ts`` is too far from this worker's clock (``max_sample_ahead_s``/``age_s``)."""
+    if sample.ts > now + settings.max_sample_ahead_s:
+        raise RecordError(f"ts: {sample.ts - now:.0f} s ahead of this worker's clock (max_sample_ahead_s "
+                          f"{settings.max_sample_ahead_s:g}), got {sample.ts!r}")  # fmt: skip
+    if sample.ts < now - settings.max_sample_age_s:
+        raise RecordError(f"ts: {now - sample.ts:.0f} s old (max_sample_age_s {settings.max_sample_age_s:g}), "
+                          f"got {sample.ts!r}")  # fmt: skip
 
 
 class FaustTables:
@@ -164,11 +174,13 @@ def create_app(config: Config) -> faust.App:
             dead: list[DeadLetter] = []
             dead_keys: list[bytes | None] = []
             counts: Counter[str] = Counter()
+            now = time.time()
             for event in events:
                 message = event.message
                 kind = PingSample if message.topic == names.ping else ClockSample
                 try:
                     sample = decode_message(kind, message.key, message.value)
+                    check_time(sample, now, worker)
                 except RecordError as error:
                     dead.append(dead_letter(event, str(error)))
                     dead_keys.append(message.key)

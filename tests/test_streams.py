@@ -22,7 +22,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.partitioner.default import murmur2
 
 from migwatch.detectors.fleet import Fleet
-from migwatch.records import Alert, DeadLetter, Feedback, PingSample, decode, encode
+from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, decode, encode
 from migwatch.synthetic import START_TS, Episode, generate
 from migwatch.topics import TopicNames, ensure_topics
 from tests.processes import wait_for
@@ -250,20 +250,32 @@ def test_fleet_page_in_a_browser(fed_worker: tuple, tmp_path: Path) -> None:
 def test_a_killed_workers_targets_move_with_their_state(
     kafka_bootstrap: str, kafka_admin: KafkaAdminClient, tmp_path: Path
 ) -> None:
+    """Issue #8: SIGKILL one of two workers; the survivor takes the victim's targets with their state, and a
+    migration of one of them that happens during the takeover is still confirmed."""
     names = TopicNames(f"takeover-{uuid.uuid4().hex[:6]}.")
     ensure_topics(kafka_admin, names.prefix, PARTITIONS)
     env = worker_env(kafka_bootstrap, names.prefix, PARTITIONS, tmp_path, f"takeover-{uuid.uuid4().hex[:6]}")
     targets = [f"vm-{i:02d}" for i in range(12)]
     workers = [StreamWorker(env, name, tmp_path, checkpoint_s="5") for name in ("w-a", "w-b")]
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
-    start = time.time() - 100
+    start = time.time() - 130
 
-    def feed(first: int, last: int) -> None:
+    def feed(first: int, last: int, *, mover: str = "", copy: range = range(0), lost: range = range(0),
+             lag_from: int = 10**6) -> None:  # fmt: skip
         for t in range(first, last):
             for i, target in enumerate(targets):
+                moving = target == mover
+                rtt = 0.4 + 0.01 * (t % 5)
+                if moving and t in copy:
+                    rtt = 3.0 + 4.0 * (t % 3)  # the memory copy: raised RTT with outliers
                 sample = PingSample(target=target, address=f"10.0.1.{i}", probe="p", seq=t, ts=start + t,
-                                    rtt_ms=0.4 + 0.01 * (t % 5))  # fmt: skip
+                                    rtt_ms=None if moving and t in lost else rtt)  # fmt: skip
                 producer.send(names.ping, key=target.encode(), value=encode(sample))
+                if t % 5 == 0:
+                    clock = ClockSample(target=target, address=f"10.0.1.{i}", probe="p", ts=start + t + 0.5,
+                                        offset_ms=-200.0 if moving and t >= lag_from else 0.1 * (t % 3),
+                                        delay_ms=0.5)  # fmt: skip
+                    producer.send(names.ntp, key=target.encode(), value=encode(clock))
         producer.flush()
 
     try:
@@ -277,14 +289,24 @@ def test_a_killed_workers_targets_move_with_their_state(
         victim = max(workers, key=lambda w: len(w.status()))
         survivor = next(w for w in workers if w is not victim)
         moved = set(victim.status())
+        mover = sorted(moved)[0]
         victim.process.send_signal(signal.SIGKILL)
         killed = time.monotonic()
-        feed(60, 65)  # fewer pings than a baseline needs: what the survivor shows, it restored
+        # While the survivor takes over, one of the victim's VMs migrates: copy, stop-and-copy, clock behind.
+        feed(60, 100, mover=mover, copy=range(62, 82), lost=range(82, 85), lag_from=85)
         wait_for(lambda: moved <= set(survivor.status()), 60, f"the survivor takes over {sorted(moved)}")
         took = time.monotonic() - killed
         status = survivor.status()
-        assert all(status[target]["rtt_baseline_ms"] == pytest.approx(0.42, abs=0.05) for target in moved), status
-        print(f"takeover of {len(moved)} targets after SIGKILL: {took:.1f} s (session timeout 6 s)")
+        quiet = moved - {mover}
+        assert all(status[target]["rtt_baseline_ms"] == pytest.approx(0.42, abs=0.05) for target in quiet), status
+
+        def states() -> set[str]:
+            alerts = [decode(Alert, m.value) for m in read_all(kafka_bootstrap, names.alerts, PARTITIONS)]
+            return {a.migwatch.state for a in alerts if a.migwatch.target == mover}
+
+        wait_for(lambda: "confirmed" in states(), 60, f"{mover}'s migration confirmed: {states()}")
+        print(f"takeover of {len(moved)} targets after SIGKILL: {took:.1f} s (session timeout 6 s); "
+              f"{mover}'s migration during it: {sorted(states())}")  # fmt: skip
     finally:
         producer.close()
         for worker in workers:

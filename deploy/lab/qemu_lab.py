@@ -25,7 +25,7 @@ from pathlib import Path
 
 from migwatch.lab.console import Console
 from migwatch.lab.errors import LabError
-from migwatch.lab.guest import GuestImage, build
+from migwatch.lab.guest import NIC_DEVICE, GuestImage, build
 from migwatch.lab.netns import in_ns, sh
 from migwatch.lab.processes import stop
 from migwatch.lab.qmp import Qmp
@@ -100,7 +100,8 @@ class QemuLab:
     def _start_qemu(self, host: int, incoming: bool) -> QemuProcess:
         self._count += 1
         qmp_path, console_path = self.folder / f"qmp-{self._count}.sock", self.folder / f"console-{self._count}.sock"
-        append = f"console=ttyS0 quiet loglevel=0 migwatch.ip={self.vm_ip}/24 migwatch.gw=10.218.{self.net}.1"
+        # Kernel warnings (loglevel 4) reach the console, and its log file, for a post-mortem of the guest.
+        append = f"console=ttyS0 loglevel=4 migwatch.ip={self.vm_ip}/24 migwatch.gw=10.218.{self.net}.1"
         # The same machine on both sides (QEMU requires it); only -incoming differs.
         command = [
             "ip", "netns", "exec", self.hypervisor(host),
@@ -108,8 +109,9 @@ class QemuLab:
             "-nodefaults", "-no-user-config", "-display", "none",
             "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd), "-append", append,
             "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
-            "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:6d:77:01,romfile=",
-            "-chardev", f"socket,id=con,path={console_path},server=on,wait=off", "-serial", "chardev:con",
+            "-device", f"{NIC_DEVICE},netdev=n0,mac=52:54:00:6d:77:01,romfile=",
+            "-chardev", f"socket,id=con,path={console_path},server=on,wait=off,logfile={console_path}.log",
+            "-serial", "chardev:con",
             "-qmp", f"unix:{qmp_path},server=on,wait=off",
         ]  # fmt: skip
         if incoming:
@@ -157,7 +159,8 @@ class QemuLab:
         destination = self._start_qemu(3 - source.host, incoming=True)
         if dirty_mb_s > 0:
             self.guest(
-                f"head -c {int(dirty_mb_s)}M /dev/urandom > /dev/shm/src;"
+                # busybox head takes no "8M": dd counts the MiB. The same MiB are rewritten every second.
+                f"dd if=/dev/urandom of=/dev/shm/src bs=1M count={max(1, round(dirty_mb_s))} 2>/dev/null;"
                 " (while true; do dd if=/dev/shm/src of=/dev/shm/dirty bs=1M conv=notrunc 2>/dev/null; sleep 1; done)"
                 " >/dev/null 2>&1 & echo $! > /tmp/dirty.pid",
                 timeout_s=120,
