@@ -1,5 +1,5 @@
 # The two commands of the README. Each does all set-up itself on a fresh machine.
-.PHONY: demo test setup kafka-stop
+.PHONY: demo test setup kafka-stop lab-corpus
 
 demo:            ## install, start the local Kafka and run the demo
 	deploy/demo
@@ -13,3 +13,7 @@ setup:           ## install Debian and Python packages and fetch Kafka's jars
 
 kafka-stop:      ## stop the local Kafka started by demo or test
 	deploy/local/kafka stop
+
+lab-corpus:      ## record the lab's corpus with real QEMU migrations (about 25 min) and score it
+	deploy/setup --runtime
+	migwatch lab corpus --out deploy/lab/corpus

@@ -24,37 +24,42 @@ class BrokersUnreachableError(KafkaError):
     """No broker of the bootstrap list could be connected to; the message says why when it is known."""
 
 
-class _LastReason(logging.Handler):
+class _Reasons(logging.Handler):
+    """The connection failures kafka-python logs while a client bootstraps."""
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.reason = ""
+        self.reasons: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         # A connection's own failure, not the summary ("Bootstrap failed: ... Unable to bootstrap") after it.
         if ("failed" in message or "Connection lost" in message) and not message.startswith("Bootstrap failed"):
-            self.reason = message
+            self.reasons = [*self.reasons[-20:], message]
 
 
-def _explain(settings: KafkaSettings, reason: str) -> str:
+def _explain(settings: KafkaSettings, reasons: list[str]) -> str:
+    """The most telling reason: after a refused password or certificate the broker just hangs up, and
+    "socket disconnected" follows; the refusal is what the user must fix."""
     where = f"cannot connect to {settings.bootstrap} ({settings.security_protocol}"
     where += f", user {settings.sasl_username!r})" if settings.security_protocol.startswith("SASL") else ")"
-    if "SaslAuthenticationFailed" in reason:
+    if any("SaslAuthenticationFailed" in reason for reason in reasons):
         return f"{where}: authentication failed ({settings.sasl_mechanism}): wrong user name or password"
-    if "CERTIFICATE" in reason.upper() or "SSL" in reason:
-        return f"{where}: the TLS handshake failed (check ssl_cafile, ssl_certfile, ssl_keyfile): {reason}"
-    return f"{where}: {reason or 'no broker answered within connect_timeout_s'}"
+    tls = [reason for reason in reasons if "CERTIFICATE" in reason.upper() or "SSL" in reason]
+    if tls:
+        return f"{where}: the TLS handshake failed (check ssl_cafile, ssl_certfile, ssl_keyfile): {tls[-1]}"
+    return f"{where}: {reasons[-1] if reasons else 'no broker answered within connect_timeout_s'}"
 
 
 @contextmanager
 def _connecting(settings: KafkaSettings) -> Iterator[None]:
-    handler = _LastReason()
+    handler = _Reasons()
     logger = logging.getLogger("kafka")
     logger.addHandler(handler)
     try:
         yield
     except KafkaTimeoutError as error:
-        raise BrokersUnreachableError(_explain(settings, handler.reason)) from error
+        raise BrokersUnreachableError(_explain(settings, handler.reasons)) from error
     finally:
         logger.removeHandler(handler)
 

@@ -8,8 +8,8 @@ import pkgutil
 
 import pytest
 
-# The folders probes/, streams/ and detectors/ install as these subpackages (pyproject package-dir).
-PACKAGES = ["migwatch", "migwatch.probes", "migwatch.streams", "migwatch.detectors"]
+# The folders probes/, streams/, detectors/ and deploy/lab/ install as these subpackages (pyproject package-dir).
+PACKAGES = ["migwatch", "migwatch.probes", "migwatch.streams", "migwatch.detectors", "migwatch.lab"]
 MODULES = sorted(
     {
         info.name
@@ -32,4 +32,4 @@ def test_modules_with_examples_are_found() -> None:
     with_examples = {
         name for name in MODULES if any(test.examples for test in finder.find(importlib.import_module(name)))
     }
-    assert {"migwatch.records", "migwatch.trace", "migwatch.config"} <= with_examples
+    assert {"migwatch.records", "migwatch.trace", "migwatch.config", "migwatch.lab.scenario"} <= with_examples
