@@ -387,6 +387,13 @@ class Feedback(Record, kw_only=True):
         check_timestamp("ts", self.ts)
 
 
+# No contract record comes near this (a sample is about 200 bytes, an alert about 1.5 kB): a bigger message
+# is garbage or an attack, refused before it is parsed.
+MAX_RECORD_BYTES = 65_536
+# A dead letter keeps this much of its message, so that, base64-encoded, it stays under MAX_RECORD_BYTES.
+DEAD_LETTER_PAYLOAD_BYTES = 32_768
+
+
 class DeadLetter(Record, kw_only=True):
     """A message that could not be used: kept with the reason and the raw bytes, never dropped silently."""
 
@@ -410,6 +417,12 @@ class DeadLetter(Record, kw_only=True):
 
     @classmethod
     def of(cls, topic: str, partition: int | None, offset: int | None, error: str, payload: bytes) -> DeadLetter:
+        """The dead letter of ``payload``; a payload over DEAD_LETTER_PAYLOAD_BYTES is cut (the letter must
+        stay a record: a 1 MB message would make a dead letter over Kafka's and our size limits), and the
+        error says so; topic, partition and offset still point at the whole message."""
+        if len(payload) > DEAD_LETTER_PAYLOAD_BYTES:
+            error += f" (payload cut to its first {DEAD_LETTER_PAYLOAD_BYTES} of {len(payload)} bytes)"
+            payload = payload[:DEAD_LETTER_PAYLOAD_BYTES]
         return cls(
             topic=topic,
             partition=partition,
@@ -480,11 +493,6 @@ def _decoder(kind: type[R]) -> msgspec.json.Decoder[R]:
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
     return decoder
-
-
-# No contract record comes near this (a sample is about 200 bytes, an alert about 1.5 kB): a bigger message
-# is garbage or an attack, refused before it is parsed.
-MAX_RECORD_BYTES = 65_536
 
 
 def decode(kind: type[R], raw: bytes | str) -> R:

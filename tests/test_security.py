@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from migwatch.config import parse
-from migwatch.records import MAX_RECORD_BYTES, PingSample, RecordError, decode
+from migwatch.records import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    MAX_RECORD_BYTES,
+    DeadLetter,
+    PingSample,
+    RecordError,
+    decode,
+    encode,
+)
 from migwatch.streams.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,3 +52,10 @@ def test_the_worker_reads_and_keeps_raw_bytes_only() -> None:
 def test_an_oversized_message_is_refused_before_it_is_parsed() -> None:
     with pytest.raises(RecordError, match=rf"value: {MAX_RECORD_BYTES + 1} bytes, more than a record may have"):
         decode(PingSample, b" " * (MAX_RECORD_BYTES + 1))
+
+
+def test_a_dead_letter_of_a_huge_message_stays_a_record() -> None:
+    letter = DeadLetter.of("migwatch.ping", 3, 7, "value: too big", b"x" * 1_000_000)
+    raw = encode(letter)
+    assert len(raw) < MAX_RECORD_BYTES and decode(DeadLetter, raw) == letter
+    assert letter.error == f"value: too big (payload cut to its first {DEAD_LETTER_PAYLOAD_BYTES} of 1000000 bytes)"

@@ -74,9 +74,18 @@ def _run(*command: str, cwd: Path | None = None) -> str:
     return result.stdout
 
 
+def _refreshing(*command: str, cwd: Path | None = None) -> str:
+    """``command``, once more after ``apt-get update`` if it fails (a fresh machine may have no package lists)."""
+    try:
+        return _run(*command, cwd=cwd)
+    except LabError:
+        _run("apt-get", "update", "-qq")
+        return _run(*command, cwd=cwd)
+
+
 def kernel_package() -> str:
     """The image package Debian's ``linux-image-amd64`` currently points at."""
-    depends = _run("apt-cache", "depends", "linux-image-amd64")
+    depends = _refreshing("apt-cache", "depends", "linux-image-amd64")
     match = re.search(r"Depends: (linux-image-[0-9][^\s]*)", depends)
     if match is None:
         raise LabError(f"apt-cache names no kernel image behind linux-image-amd64: {depends.strip()[:200]!r}")
@@ -116,7 +125,7 @@ def build(cache: Path | None = None) -> GuestImage:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as scratch_name:
         scratch = Path(scratch_name)
-        _run("apt-get", "download", package, cwd=scratch)
+        _refreshing("apt-get", "download", package, cwd=scratch)
         (deb,) = scratch.glob("*.deb")
         unpacked = scratch / "kernel"
         _run("dpkg-deb", "-x", str(deb), str(unpacked))
