@@ -8,6 +8,7 @@ logged and raises :class:`BrokersUnreachableError` naming it, so that a wrong pa
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -35,7 +36,11 @@ class _Reasons(logging.Handler):
         message = record.getMessage()
         # A connection's own failure, not the summary ("Bootstrap failed: ... Unable to bootstrap") after it.
         if ("failed" in message or "Connection lost" in message) and not message.startswith("Bootstrap failed"):
-            self.reasons = [*self.reasons[-20:], message]
+            # The cause alone: "Bootstrap connection to bootstrap-0 failed: X (backoff 1.80 secs)" -> "X".
+            reason = re.sub(
+                r" \(backoff [0-9.]+ secs\)$", "", re.sub(r"^Bootstrap connection to \S+ failed: ", "", message)
+            )
+            self.reasons = [*self.reasons[-20:], reason]
 
 
 def _explain(settings: KafkaSettings, reasons: list[str]) -> str:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,21 @@ class StreamWorker:
     def stop(self) -> None:
         stop(self.process)
         self._log.close()
+
+
+@contextmanager
+def probe_process(config: Path, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``migwatch probe --config config`` with the Kafka settings of ``env`` (a worker's), stopped on exit."""
+    with open(log_path, "wb") as log:
+        probe = subprocess.Popen(
+            [sys.executable, "-m", "migwatch.cli", "probe", "--config", str(config)],
+            env={**os.environ, **{k: v for k, v in env.items() if k.startswith("MIGWATCH_KAFKA")}},
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            yield probe
+        finally:
+            stop(probe, 60)
 
 
 def worker_env(bootstrap: str, prefix: str, partitions: int, folder: Path, app_id: str) -> dict[str, str]:

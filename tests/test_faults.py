@@ -14,8 +14,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -28,7 +26,6 @@ import pytest
 
 from migwatch import kafka_clients
 from migwatch.config import KafkaSettings
-from migwatch.lab.processes import stop
 from migwatch.local_kafka import LocalKafka
 from migwatch.probes.publisher import Publisher
 from migwatch.records import Alert, PingSample, decode
@@ -36,7 +33,7 @@ from migwatch.synthetic import START_TS, Episode, generate
 from migwatch.topics import TopicNames, ensure_topics
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
-from tests.stream_workers import StreamWorker, read_all, worker_env
+from tests.stream_workers import StreamWorker, probe_process, read_all, worker_env
 from tests.test_streams import PARTITIONS, counted, expected_alerts
 
 pytestmark = pytest.mark.kafka
@@ -92,13 +89,8 @@ def test_a_broker_outage_loses_no_sample_and_no_alert(own_broker: LocalKafka, fa
     half = len(samples) // 2
     publisher = Publisher(settings, tmp_path / "synthetic.spill")
     worker = StreamWorker(env, "fault-worker", tmp_path)
-    with open(tmp_path / "probe.log", "wb") as probe_log:
-        probe = subprocess.Popen(
-            [sys.executable, "-m", "migwatch.cli", "probe", "--config", str(config)],
-            env={**os.environ, **{k: v for k, v in env.items() if k.startswith("MIGWATCH_KAFKA")}},
-            stdout=probe_log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
+    try:
+        with probe_process(config, env, tmp_path / "probe.log"):
             for sample in samples[:half]:
                 publisher.publish(sample)
             wait_for(lambda: probe_metric(metrics_port, "migwatch_probe_samples_sent_total") > TARGETS * 5, 120,
@@ -130,10 +122,7 @@ def test_a_broker_outage_loses_no_sample_and_no_alert(own_broker: LocalKafka, fa
             drained_s = time.monotonic() - back
             publisher.close(120)
             assert publisher.dropped == 0 and publisher.queued == 0
-        finally:
             sent = probe_metric(metrics_port, "migwatch_probe_samples_sent_total")
-            stop(probe, 60)
-    try:
         expected = expected_alerts(samples, "fault-worker")
         assert {a.migwatch.state for a in expected if a.migwatch.target == "vm-a"} >= {"likely", "confirmed"}
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -23,11 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaAdminClient, KafkaProducer
 
-from migwatch.lab.processes import stop
 from migwatch.records import MAX_DURATION_MS, DeadLetter, decode
 from migwatch.topics import TopicNames, ensure_topics
 from tests.processes import wait_for
-from tests.stream_workers import StreamWorker, read_all, worker_env
+from tests.stream_workers import StreamWorker, probe_process, read_all, worker_env
 from tests.test_streams import PARTITIONS, counted
 
 pytestmark = pytest.mark.kafka
@@ -140,12 +136,7 @@ def test_thousands_of_malformed_messages_become_dead_letters_and_good_ones_count
     config = tmp_path / "probe.toml"
     config.write_text(f'[probe]\nname = "fuzz-probe"\nsite = "fuzz"\ntargets_from = "topic"\nmetrics_port = 0\n'
                       f'spill_dir = "{tmp_path / "spill"}"\n')  # fmt: skip
-    with open(tmp_path / "probe.log", "wb") as log:
-        probe = subprocess.Popen(
-            [sys.executable, "-m", "migwatch.cli", "probe", "--config", str(config)],
-            env={**os.environ, **{k: v for k, v in env.items() if k.startswith("MIGWATCH_KAFKA")}},
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    with probe_process(config, env, tmp_path / "probe.log") as probe:
         try:
 
             def letters() -> Counter[str]:
@@ -169,6 +160,5 @@ def test_thousands_of_malformed_messages_become_dead_letters_and_good_ones_count
             status = worker.status()
             assert "vm-1" in status  # the good samples reached the detectors
         finally:
-            stop(probe)
             worker.stop()
     kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])

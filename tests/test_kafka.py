@@ -220,4 +220,7 @@ def test_an_unreachable_broker_is_a_clear_error(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr == "migwatch: Kafka error: KafkaTimeoutError: Unable to bootstrap from ['127.0.0.1:1']\n"
+    assert result.stderr == (
+        "migwatch: Kafka error: BrokersUnreachableError: cannot connect to 127.0.0.1:1 (PLAINTEXT): "
+        "KafkaConnectionError: 111 ECONNREFUSED\n"
+    )

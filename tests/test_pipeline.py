@@ -10,10 +10,7 @@ Every metric the Grafana dashboard (deploy/grafana) queries must be served by th
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -27,12 +24,11 @@ from kafka import KafkaAdminClient
 from migwatch.lab.chrony import chrony_server
 from migwatch.lab.emulated_lab import BASE_DELAY_MS, end_copy, start_copy, switch
 from migwatch.lab.link_emulator import EmulatedLink, emulated_link
-from migwatch.lab.processes import stop
 from migwatch.records import Alert, decode
 from migwatch.topics import TopicNames, ensure_topics
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
-from tests.stream_workers import StreamWorker, read_all, worker_env
+from tests.stream_workers import StreamWorker, probe_process, read_all, worker_env
 
 pytestmark = pytest.mark.kafka
 DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "migwatch-dashboard.json"
@@ -44,18 +40,6 @@ def dashboard_metrics() -> set[str]:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     return {name for expr in exprs for name in re.findall(r"\bmigwatch_[a-z0-9_]+", expr)}
-
-
-def start_probe(stack: ExitStack, config: Path, env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
-    """``migwatch probe`` with the worker's Kafka settings, stopped when ``stack`` closes."""
-    probe_log = stack.enter_context(open(tmp_path / "probe.log", "wb"))  # noqa: SIM115 - the stack closes it
-    probe = subprocess.Popen(
-        [sys.executable, "-m", "migwatch.cli", "probe", "--config", str(config)],
-        env={**os.environ, **{k: v for k, v in env.items() if k.startswith("MIGWATCH_KAFKA")}},
-        stdout=probe_log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    stack.callback(stop, probe)
-    return probe
 
 
 def alerts(bootstrap: str, names: TopicNames) -> list[Alert]:
@@ -101,7 +85,7 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
         ]
         worker = StreamWorker(env, "worker-e2e", tmp_path)
         stack.callback(worker.stop)
-        probe = start_probe(stack, probe_config, env, tmp_path)
+        probe = stack.enter_context(probe_process(probe_config, env, tmp_path / "probe.log"))
 
         def settled() -> bool:
             status = worker.status()

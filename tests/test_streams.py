@@ -258,7 +258,7 @@ def test_a_killed_workers_targets_move_with_their_state(
     targets = [f"vm-{i:02d}" for i in range(12)]
     workers = [StreamWorker(env, name, tmp_path, checkpoint_s="5") for name in ("w-a", "w-b")]
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
-    start = time.time() - 130
+    start = time.time() - 160
 
     def feed(first: int, last: int, *, mover: str = "", copy: range = range(0), lost: range = range(0),
              lag_from: int = 10**6) -> None:  # fmt: skip
@@ -293,7 +293,7 @@ def test_a_killed_workers_targets_move_with_their_state(
         victim.process.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         # While the survivor takes over, one of the victim's VMs migrates: copy, stop-and-copy, clock behind.
-        feed(60, 100, mover=mover, copy=range(62, 82), lost=range(82, 85), lag_from=85)
+        feed(60, 130, mover=mover, copy=range(62, 82), lost=range(82, 85), lag_from=85)
         wait_for(lambda: moved <= set(survivor.status()), 60, f"the survivor takes over {sorted(moved)}")
         took = time.monotonic() - killed
         status = survivor.status()
