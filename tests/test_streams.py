@@ -294,7 +294,8 @@ def test_a_killed_workers_targets_move_with_their_state(
         killed = time.monotonic()
         # While the survivor takes over, one of the victim's VMs migrates: copy, stop-and-copy, clock behind.
         feed(60, 130, mover=mover, copy=range(62, 82), lost=range(82, 85), lag_from=85)
-        wait_for(lambda: moved <= set(survivor.status()), 60, f"the survivor takes over {sorted(moved)}")
+        # Under a loaded CI machine a takeover was seen to take over 60 s (7.6 s on a quiet one).
+        wait_for(lambda: moved <= set(survivor.status()), 150, f"the survivor takes over {sorted(moved)}")
         took = time.monotonic() - killed
         status = survivor.status()
         quiet = moved - {mover}
