@@ -89,7 +89,7 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
             path = getattr(self, name)
             if path and ("\0" in path or not os.access(path, os.R_OK)):
                 raise RecordError(f"{name}: no readable file there, got {path!r}")
-        if self.security_protocol.startswith("SASL"):
+        if self.uses_sasl:
             if not self.sasl_username:
                 raise RecordError(f"sasl_username: required with security_protocol {self.security_protocol}, got ''")
             if bool(self.sasl_password) == bool(self.sasl_password_file):
@@ -105,6 +105,10 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     @property
     def uses_tls(self) -> bool:
         return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
     def password(self) -> str:
         """The SASL password, read from ``sasl_password_file`` when that is set (trailing newline dropped)."""

@@ -47,7 +47,7 @@ def _explain(settings: KafkaSettings, reasons: list[str]) -> str:
     """The most telling reason: after a refused password or certificate the broker just hangs up, and
     "socket disconnected" follows; the refusal is what the user must fix."""
     where = f"cannot connect to {settings.bootstrap} ({settings.security_protocol}"
-    where += f", user {settings.sasl_username!r})" if settings.security_protocol.startswith("SASL") else ")"
+    where += f", user {settings.sasl_username!r})" if settings.uses_sasl else ")"
     if any("SaslAuthenticationFailed" in reason for reason in reasons):
         return f"{where}: authentication failed ({settings.sasl_mechanism}): wrong user name or password"
     tls = [reason for reason in reasons if "CERTIFICATE" in reason.upper() or "SSL" in reason]
@@ -83,7 +83,7 @@ def _common(settings: KafkaSettings) -> dict[str, Any]:
     }
     if settings.uses_tls:
         options["ssl_context"] = settings.ssl_context()
-    if settings.security_protocol.startswith("SASL"):
+    if settings.uses_sasl:
         options |= {
             "sasl_mechanism": settings.sasl_mechanism,
             "sasl_plain_username": settings.sasl_username,

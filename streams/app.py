@@ -91,7 +91,7 @@ class FaustTables:
 
 def _credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
     """The same security as the kafka-python clients (kafka_clients), in Faust's terms for aiokafka."""
-    if kafka.security_protocol.startswith("SASL"):
+    if kafka.uses_sasl:
         # Faust chooses SASL_SSL when it gets a TLS context, SASL_PLAINTEXT without one.
         return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.password(),
                                      ssl_context=kafka.ssl_context(), mechanism=kafka.sasl_mechanism)  # fmt: skip
