@@ -296,7 +296,11 @@ class LocalKafka:
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)  # refused connections are expected here
+        # Refused connections are expected here; quiet them for this call only, since other clients in the
+        # process read kafka-python's warnings for the reason a connection failed (kafka_clients).
+        kafka_log = logging.getLogger("kafka")
+        level = kafka_log.level
+        kafka_log.setLevel(logging.CRITICAL)
         try:
             # Short timeouts: the caller polls, and a stopped broker must read as not ready at once.
             admin = KafkaAdminClient(
@@ -304,6 +308,8 @@ class LocalKafka:
             )
         except (KafkaError, OSError):
             return False
+        finally:
+            kafka_log.setLevel(level)
         try:
             return bool(admin.describe_cluster().get("brokers"))
         except (KafkaError, OSError):

@@ -7,7 +7,7 @@ Every keyed topic gets the same partition count: ``ping`` and ``ntp`` are joined
 
 from __future__ import annotations
 
-import contextlib
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,11 +53,7 @@ def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, repl
     has another partition count or cleanup policy than asked for.
     """
     wanted = TopicNames(prefix).all()
-    existing = {
-        description["name"]: len(description["partitions"])
-        for description in admin.describe_topics(list(wanted))
-        if description.get("error_code", 0) == 0
-    }
+    existing = _partition_counts(admin, list(wanted))
     missing = [
         NewTopic(name, partitions, replication, topic_configs={"cleanup.policy": policy})
         for name, policy in wanted.items()
@@ -65,10 +61,14 @@ def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, repl
     ]
     result = {name: "exists" for name in existing}
     if missing:
-        # Another process may create them between our look and our create: fine, checked below.
-        with contextlib.suppress(TopicAlreadyExistsError):
+        try:
             admin.create_topics(missing, timeout_ms=30_000)
-        result.update({topic.name: "created" for topic in missing})
+            result.update({topic.name: "created" for topic in missing})
+        except TopicAlreadyExistsError:
+            # Another process created them between our look and our create, or a busy broker did not yet
+            # list topics created a moment ago: either way they must pass the same checks as the others.
+            existing |= _partition_counts(admin, [topic.name for topic in missing], wait_s=30.0)
+            result.update({topic.name: "exists" for topic in missing})
     problems = [
         f"{name} has {count} partitions, wanted {partitions}" for name, count in existing.items() if count != partitions
     ]
@@ -84,6 +84,26 @@ def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, repl
             "count of a live topic would move targets between partitions)"
         )
     return {name: result[name] for name in wanted}
+
+
+def _partition_counts(admin: KafkaAdminClient, names: list[str], *, wait_s: float = 0.0) -> dict[str, int]:
+    """Topic -> partition count, for those of ``names`` the broker describes; with ``wait_s``, all of them
+    (a topic the broker said exists may take a moment to be described)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        counts = {
+            description["name"]: len(description["partitions"])
+            for description in admin.describe_topics(names)
+            if description.get("error_code", 0) == 0
+        }
+        if not wait_s or len(counts) == len(names):
+            return counts
+        if time.monotonic() > deadline:
+            unseen = sorted(set(names) - set(counts))
+            raise TopicLayoutError(
+                f"the broker says {', '.join(unseen)} exist but did not describe them in {wait_s:g} s"
+            )
+        time.sleep(0.2)
 
 
 def cleanup_policies(admin: KafkaAdminClient, topics: list[str]) -> dict[str, str]:

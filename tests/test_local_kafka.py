@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def test_script_status_stop_and_topics(kafka_bootstrap: str, tmp_path: Path) -> 
     absent = str(free_port_pair())
     assert _script("status", "--port", absent).returncode == 3
     assert _script("stop", "--port", absent).stdout == f"not running (port {absent})\n"
-    prefix = f"script-{tmp_path.name[-6:]}."
+    prefix = f"script-{uuid.uuid4().hex[:6]}."  # unique: the broker keeps topics across test runs
     first = _script("topics", "--port", str(port), "--topic-prefix", prefix, "--partitions", "2")
     again = _script("topics", "--port", str(port), "--topic-prefix", prefix, "--partitions", "2")
     assert first.stdout.count(": created") == 6 and again.stdout.count(": exists") == 6
