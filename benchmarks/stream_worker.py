@@ -1,7 +1,7 @@
 """Stream worker throughput, alert latency, memory and state restore (issue #5's benchmark).
 
     python benchmarks/stream_worker.py [--samples 1000000] [--targets 10000] [--rate 10000]
-                                       [--latency-s 60] [--restore-targets 100000]
+                                       [--latency-s 60] [--restore-targets 10000,100000]
 
 Needs the local Kafka (deploy/local/kafka start). In one run, on the same topic of --samples ping samples
 for --targets targets (1 Hz each, event time in the past):
@@ -15,6 +15,8 @@ the alert's Kafka timestamp - the detected_ts of the sample that raised it (prob
 topic). Worker RSS idle and with those targets.
 5. --restore-targets targets' state written by one worker, which is then SIGKILLed: the time a new worker
 takes to restore it from the changelogs (Faust's recovery, from its log).
+6. The same state shared by two workers, one SIGKILLed: the time until the survivor has its partitions
+(session timeout + rebalance + restore), without and with a standby replica.
 """
 
 from __future__ import annotations
@@ -105,14 +107,16 @@ def bare_faust_rate(bootstrap: str, topic: str, count: int, folder: Path, *, tab
 
 
 class Worker:
-    def __init__(self, bootstrap: str, prefix: str, folder: Path, app_id: str, name: str) -> None:
+    def __init__(
+        self, bootstrap: str, prefix: str, folder: Path, app_id: str, name: str, *, standby_replicas: int = 0
+    ) -> None:
         self.port = random.randrange(30_000, 40_000)
         self.log = folder / f"{name}.log"
         env = {
             **os.environ, "MIGWATCH_KAFKA_BOOTSTRAP": bootstrap, "MIGWATCH_KAFKA_TOPIC_PREFIX": prefix,
             "MIGWATCH_KAFKA_PARTITIONS": str(PARTITIONS), "MIGWATCH_WORKER_APP_ID": app_id,
             "MIGWATCH_WORKER_NAME": name, "MIGWATCH_WORKER_DATADIR": str(folder / name),
-            "MIGWATCH_WORKER_WEB_PORT": str(self.port),
+            "MIGWATCH_WORKER_WEB_PORT": str(self.port), "MIGWATCH_WORKER_STANDBY_REPLICAS": str(standby_replicas),
         }  # fmt: skip
         config = folder / "empty.toml"
         config.write_text("")
@@ -142,10 +146,13 @@ class Worker:
             time.sleep(0.2)
         raise RuntimeError(f"{name} < {at_least} after {timeout_s} s:\n{self.log.read_text()[-3000:]}")
 
-    def wait_ready(self, timeout_s: float) -> None:
-        """Until Faust logs that the worker is ready: partitions assigned, tables restored."""
+    def readies(self) -> int:
+        """How often Faust logged the worker ready (partitions assigned, tables restored): once per rebalance."""
+        return self.log.read_text(errors="replace").count("[^---Recovery]: Worker ready")
+
+    def wait_ready(self, timeout_s: float, times: int = 1) -> None:
         deadline = time.monotonic() + timeout_s
-        while "[^---Recovery]: Worker ready" not in self.log.read_text(errors="replace"):
+        while self.readies() < times:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError(f"worker not ready:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
@@ -227,15 +234,18 @@ def latency(bootstrap: str, names: TopicNames, targets: int, rate: int, *, secon
         worker.stop()
 
 
+def checkpointed_samples(targets: int) -> list[tuple[bytes, bytes]]:
+    """Two samples per target, a checkpoint interval apart: the second one writes the target's row."""
+    now = time.time()
+    return [sample(t, seq, now - 60 + 31 * seq, 0.4) for seq in (0, 1) for t in range(targets)]
+
+
 def restore(bootstrap: str, targets: int, folder: Path) -> dict:
     names = TopicNames(f"bench-restore-{uuid.uuid4().hex[:6]}.")
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     ensure_topics(admin, names.prefix, PARTITIONS)
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
-    now = time.time()
-    # Two samples per target, a checkpoint interval apart: the second one writes the target's row.
-    rows = [sample(t, seq, now - 60 + 31 * seq, 0.4) for seq in (0, 1) for t in range(targets)]
-    asyncio.run(produce(bootstrap, names.ping, rows))
+    asyncio.run(produce(bootstrap, names.ping, checkpointed_samples(targets)))
     writer = Worker(bootstrap, names.prefix, folder, app_id, "restore-writer")
     try:
         writer.wait_metric("migwatch_worker_samples_total", 2 * targets, 3600)
@@ -249,19 +259,62 @@ def restore(bootstrap: str, targets: int, folder: Path) -> dict:
         log = reader.log.read_text()
     finally:
         reader.stop()
-    stamps = {
-        what: datetime.strptime(re.search(rf"\[([\d\- :,]+)\].*{what}", log)[1], "%Y-%m-%d %H:%M:%S,%f")  # type: ignore[index]
-        for what in ("Restoring state from changelog topics", "Done reading from changelog topics")
-    }
-    took = (
-        stamps["Done reading from changelog topics"] - stamps["Restoring state from changelog topics"]
-    ).total_seconds()
+    took = _recovery_s(log)
     admin.delete_topics([t for t in admin.list_topics() if t.startswith(names.prefix) or t.startswith(app_id)])
     admin.close()
     return {
         "targets": targets, "restore_s": round(took, 1), "rows_in_changelog": _highwater(log, "detectors-changelog"),
         "writer_rss_mb": round(rss, 1),
     }  # fmt: skip
+
+
+def _recovery_s(log: str) -> float:
+    """Faust's last recovery in a worker's log: from the changelogs' highwaters to done (reading the
+    changelogs, or nothing to read when a standby copy is current)."""
+
+    def last(what: str) -> datetime:
+        stamp = re.findall(rf"\[([\d\- :,]+)\].*{what}", log)[-1]
+        return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+
+    return (last("Recovery complete") - last("Highwater for active changelog partitions")).total_seconds()
+
+
+def takeover(bootstrap: str, targets: int, standby_replicas: int, folder: Path) -> dict:
+    """Two workers share ``targets`` targets' state; one is SIGKILLed: the time until the other has taken
+    its partitions (session timeout, rebalance, restore from the changelogs or the standby copy)."""
+    names = TopicNames(f"bench-takeover-{uuid.uuid4().hex[:6]}.")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    ensure_topics(admin, names.prefix, PARTITIONS)
+    app_id = f"bench-{uuid.uuid4().hex[:6]}"
+    workers = [
+        Worker(bootstrap, names.prefix, folder, app_id, f"takeover-{n}-{app_id}", standby_replicas=standby_replicas)
+        for n in ("victim", "survivor")
+    ]
+    victim, survivor = workers
+    try:
+        survivor.wait_ready(300)
+        victim.wait_ready(300)
+        asyncio.run(produce(bootstrap, names.ping, checkpointed_samples(targets)))
+        deadline = time.monotonic() + 3600
+        while sum(w.metric("migwatch_worker_samples_total") or 0.0 for w in workers) < 2 * targets:
+            if time.monotonic() > deadline or any(w.process.poll() is not None for w in workers):
+                raise RuntimeError(f"the workers did not take the samples:\n{victim.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        taken_by_victim = victim.metric("migwatch_worker_samples_total") or 0.0
+        time.sleep(5)  # the changelog writes flushed, the standby copies caught up
+        readies = survivor.readies()
+        victim.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        survivor.wait_ready(1800, times=readies + 1)
+        took = time.monotonic() - killed
+        restore_s = _recovery_s(survivor.log.read_text(errors="replace"))
+    finally:
+        for worker in workers:
+            worker.stop()
+    admin.delete_topics([t for t in admin.list_topics() if t.startswith(names.prefix) or t.startswith(app_id)])
+    admin.close()
+    return {"targets": targets, "standby_replicas": standby_replicas, "victim_had_targets": int(taken_by_victim / 2),
+            "takeover_s": round(took, 1), "survivor_restore_s": round(restore_s, 1)}  # fmt: skip
 
 
 def _highwater(log: str, table: str) -> int:
@@ -283,8 +336,10 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--latency-s", type=float, default=60.0)
-    parser.add_argument("--restore-targets", type=int, default=100_000)
-    parser.add_argument("--parts", default="throughput,latency,restore", help="which parts to run, comma-separated")
+    parser.add_argument("--restore-targets", default="100000", help="comma-separated target counts")
+    parser.add_argument(
+        "--parts", default="throughput,latency,restore,takeover", help="which parts to run, comma-separated"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     folder = Path(tempfile.mkdtemp(prefix="migwatch-bench-"))
@@ -321,8 +376,12 @@ def main() -> None:
         result = latency(args.bootstrap, live_names, live_targets, args.rate, seconds=args.latency_s, folder=folder)
         print(f"live at {args.rate:,}/s: {json.dumps(result)}", flush=True)
         admin.delete_topics([t for t in admin.list_topics() if t.startswith(live_names.prefix)])
-    if "restore" in parts:
-        print(f"restore: {json.dumps(restore(args.bootstrap, args.restore_targets, folder))}", flush=True)
+    for targets in map(int, args.restore_targets.split(",")):
+        if "restore" in parts:
+            print(f"restore: {json.dumps(restore(args.bootstrap, targets, folder))}", flush=True)
+        if "takeover" in parts:
+            for standby in (0, 1):
+                print(f"takeover: {json.dumps(takeover(args.bootstrap, targets, standby, folder))}", flush=True)
     admin.close()
 
 

@@ -53,22 +53,14 @@ def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, repl
     has another partition count or cleanup policy than asked for.
     """
     wanted = TopicNames(prefix).all()
-    existing = _partition_counts(admin, list(wanted))
-    missing = [
-        NewTopic(name, partitions, replication, topic_configs={"cleanup.policy": policy})
-        for name, policy in wanted.items()
-        if name not in existing
-    ]
-    result = {name: "exists" for name in existing}
-    if missing:
-        try:
-            admin.create_topics(missing, timeout_ms=30_000)
-            result.update({topic.name: "created" for topic in missing})
-        except TopicAlreadyExistsError:
-            # Another process created them between our look and our create, or a busy broker did not yet
-            # list topics created a moment ago: either way they must pass the same checks as the others.
-            existing |= _partition_counts(admin, [topic.name for topic in missing], wait_s=30.0)
-            result.update({topic.name: "exists" for topic in missing})
+    result = create_missing(
+        admin,
+        [
+            NewTopic(name, partitions, replication, topic_configs={"cleanup.policy": policy})
+            for name, policy in wanted.items()
+        ],
+    )
+    existing = _partition_counts(admin, [name for name, how in result.items() if how == "exists"])
     problems = [
         f"{name} has {count} partitions, wanted {partitions}" for name, count in existing.items() if count != partitions
     ]
@@ -84,6 +76,28 @@ def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, repl
             "count of a live topic would move targets between partitions)"
         )
     return {name: result[name] for name in wanted}
+
+
+def create_missing(admin: KafkaAdminClient, topics: list[NewTopic]) -> dict[str, str]:
+    """Create those of ``topics`` that do not exist, and wait until the broker describes each one it created.
+
+    Returns name -> ``"created"`` or ``"exists"`` (also for one another process created meanwhile). The wait
+    matters to Faust: its consumer takes partition counts from its first metadata, and a changelog missing
+    there reads as 0 partitions (PartitionsMismatch on the first table write).
+    """
+    existing = _partition_counts(admin, [topic.name for topic in topics])
+    missing = [topic for topic in topics if topic.name not in existing]
+    result = {topic.name: "exists" for topic in topics if topic.name in existing}
+    if missing:
+        try:
+            admin.create_topics(missing, timeout_ms=30_000)
+            result |= {topic.name: "created" for topic in missing}
+        except TopicAlreadyExistsError:
+            # Another process created them between our look and our create, or a busy broker did not yet
+            # describe topics created a moment ago: either way they are checked like the others.
+            result |= {topic.name: "exists" for topic in missing}
+        _partition_counts(admin, [topic.name for topic in missing], wait_s=30.0)
+    return result
 
 
 def _partition_counts(admin: KafkaAdminClient, names: list[str], *, wait_s: float = 0.0) -> dict[str, int]:

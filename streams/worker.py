@@ -5,32 +5,54 @@ from __future__ import annotations
 import logging
 
 import faust
+from kafka.admin import NewTopic
+from mode.utils.times import want_seconds
 
 from migwatch import kafka_clients
 from migwatch.config import Config
 from migwatch.streams.app import create_app
-from migwatch.topics import ensure_topics
+from migwatch.topics import create_missing, ensure_topics
 
 log = logging.getLogger(__name__)
 
 
-def prepare_topics(config: Config) -> None:
+def prepare_topics(config: Config, app: faust.App) -> None:
     """Create the contract topics that are missing, with ``kafka.partitions``; refuse ones laid out otherwise.
+    Then the app's changelog topics, and wait until the broker describes them all.
 
     Faust would auto-create a missing source topic with its own default count and then crash with
     PartitionsMismatch against its changelogs; checked here, the error names the topic and the counts.
+    Faust creates its changelogs itself too, but joins the group at once: on a busy broker its consumer's
+    first metadata may lack a changelog made a moment before, and every table write then fails with
+    PartitionsMismatch ("0 partitions") until the next metadata refresh (seen here at 10,000 targets).
     """
     kafka = config.kafka
     admin = kafka_clients.admin(kafka)
     try:
         ensure_topics(admin, kafka.topic_prefix, kafka.partitions)
+        create_missing(admin, changelog_topics(app))
     finally:
         admin.close()
 
 
+def changelog_topics(app: faust.App) -> list[NewTopic]:
+    """The app's table changelogs, laid out as Faust declares them (its own transport's topic config)."""
+    topics = []
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        retention_ms = int(want_seconds(topic.retention) * 1000) if topic.retention else None
+        config = {**app.transport._topic_config(retention_ms, topic.compacting, topic.deleting), **(topic.config or {})}
+        topics.append(NewTopic(
+            topic.get_topic_name(), topic.partitions or app.conf.topic_partitions,
+            topic.replicas or app.conf.topic_replication_factor,
+            topic_configs={key: str(value) for key, value in config.items()},
+        ))  # fmt: skip
+    return topics
+
+
 def run(config: Config, loglevel: str = "warning") -> None:
-    prepare_topics(config)
     app = create_app(config)
+    prepare_topics(config, app)
     worker = config.worker
     web = f"http://{worker.web_bind}:{worker.web_port}/" if worker.web_port else "no web server"
     print(f"migwatch worker {worker.name}: group {worker.app_id}, {web}", flush=True)

@@ -17,10 +17,13 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
+from migwatch.config import parse
 from migwatch.lab.processes import stop
 from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Target, decode, encode
+from migwatch.streams.app import create_app
+from migwatch.streams.worker import prepare_topics
 from migwatch.topics import TOPICS, TopicLayoutError, TopicNames, cleanup_policies, ensure_topics
 from tests.conftest import TEST_PARTITIONS
 from tests.test_records import CONTRACT_EXAMPLES
@@ -108,6 +111,30 @@ def test_ensure_topics_is_idempotent_and_refuses_another_layout(
     assert set(ensure_topics(kafka_admin, topics.prefix, TEST_PARTITIONS).values()) == {"exists"}
     with pytest.raises(TopicLayoutError, match=rf"{topics.ping} has {TEST_PARTITIONS} partitions, wanted 5"):
         ensure_topics(kafka_admin, topics.prefix, 5)
+
+
+def test_the_worker_makes_faust_changelogs_before_faust_starts(
+    kafka_bootstrap: str, kafka_admin: KafkaAdminClient, topics: TopicNames
+) -> None:
+    """Laid out as Faust declares them (charts: windows expire), with the source topics' partition count."""
+    app_id = f"pre-{uuid.uuid4().hex[:6]}"
+    config = parse("", source="empty.toml", environ={
+        "MIGWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap, "MIGWATCH_KAFKA_TOPIC_PREFIX": topics.prefix,
+        "MIGWATCH_KAFKA_PARTITIONS": str(TEST_PARTITIONS), "MIGWATCH_WORKER_APP_ID": app_id,
+        "MIGWATCH_WORKER_CHART_HISTORY_S": "7200",
+    })  # fmt: skip
+    prepare_topics(config, create_app(config))
+    changelogs = [f"{app_id}-{table}-changelog" for table in ("detectors", "fleets", "charts")]
+    counts = {d["name"]: len(d["partitions"]) for d in kafka_admin.describe_topics(changelogs) if not d["error_code"]}
+    assert counts == dict.fromkeys(changelogs, TEST_PARTITIONS)
+    assert cleanup_policies(kafka_admin, changelogs) == {
+        changelogs[0]: "compact", changelogs[1]: "compact", changelogs[2]: "compact,delete"
+    }  # fmt: skip
+    retention = kafka_admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, changelogs[2], ["retention.ms"])], config_filter="all"
+    )["topic"][changelogs[2]]["retention.ms"]["value"]
+    assert retention == "7200000"
+    kafka_admin.delete_topics(changelogs)
 
 
 def test_a_null_value_removes_a_target_from_the_compacted_topic(kafka_bootstrap: str, topics: TopicNames) -> None:
