@@ -246,14 +246,14 @@ def restore(bootstrap: str, targets: int, folder: Path) -> dict:
     ensure_topics(admin, names.prefix, PARTITIONS)
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
     asyncio.run(produce(bootstrap, names.ping, checkpointed_samples(targets)))
-    writer = Worker(bootstrap, names.prefix, folder, app_id, "restore-writer")
+    writer = Worker(bootstrap, names.prefix, folder, app_id, f"restore-writer-{app_id}")
     try:
         writer.wait_metric("migwatch_worker_samples_total", 2 * targets, 3600)
         rss = writer.rss_mb()
         time.sleep(5)  # the changelog writes flushed
     finally:
         writer.stop(signal.SIGKILL)
-    reader = Worker(bootstrap, names.prefix, folder, app_id, "restore-reader")
+    reader = Worker(bootstrap, names.prefix, folder, app_id, f"restore-reader-{app_id}")
     try:
         reader.wait_ready(1800)
         log = reader.log.read_text()

@@ -24,7 +24,8 @@ def prepare_topics(config: Config, app: faust.App) -> None:
     PartitionsMismatch against its changelogs; checked here, the error names the topic and the counts.
     Faust creates its changelogs itself too, but joins the group at once: on a busy broker its consumer's
     first metadata may lack a changelog made a moment before, and every table write then fails with
-    PartitionsMismatch ("0 partitions") until the next metadata refresh (seen here at 10,000 targets).
+    PartitionsMismatch ("0 partitions") until the next metadata refresh (seen here on a broker busy deleting
+    600 topics: a new worker dead-lettered all its first samples).
     """
     kafka = config.kafka
     admin = kafka_clients.admin(kafka)
