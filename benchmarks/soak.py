@@ -107,6 +107,8 @@ def main() -> None:
                 rows.append(row)
                 print(f"{row[0]:5.1f} {row[1]:9.0f} {row[2]:9.0f} {row[3]:10.0f} {row[4]:10.0f} {row[5]:9.0f} "
                       f"{row[6]:11.1f}", flush=True)  # fmt: skip
+        except KeyboardInterrupt:
+            print("soak: interrupted; the rows so far:", file=sys.stderr)
         finally:
             stop(probe, 60)
             stop(worker, 60)

@@ -187,7 +187,7 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     # most once per checkpoint_s of event time: a table write costs ~0.5 ms in Faust here. After a crash a
     # target resumes from its last checkpoint.
     checkpoint_s: float = 30.0
-    chart_window_s: float = 30.0  # the per-VM chart's resolution (a windowed table of RTT statistics)
+    chart_window_s: float = 30.0  # the per-VM chart's resolution (windows of RTT statistics)
     chart_history_s: float = 3600.0  # how long chart windows are kept
     web_bind: str = "127.0.0.1"  # /status, /metrics and the fleet page; 0.0.0.0 to serve other hosts
     web_port: int = 6066  # 0: no web server
@@ -210,6 +210,10 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
             value = getattr(self, name)
             if not 0 < value <= 86_400:
                 raise RecordError(f"{name}: must be > 0 and <= 86400, got {value!r}")
+        if self.chart_history_s < self.chart_window_s:
+            raise RecordError(
+                f"chart_history_s: must be >= chart_window_s ({self.chart_window_s!r}), got {self.chart_history_s!r}"
+            )
         if not 60 <= self.max_sample_age_s <= 10 * 365 * 86_400:
             raise RecordError(f"max_sample_age_s: must be between 60 s and 10 years, got {self.max_sample_age_s!r}")
         if not 1 <= self.batch_size <= 1_000_000:

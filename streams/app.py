@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import faust
@@ -57,10 +58,33 @@ def check_time(sample: PingSample | ClockSample, now: float, settings: WorkerSet
 
 
 class FaustTables:
-    """The worker's :class:`~migwatch.streams.shards.Tables` on Faust tables (changelog-backed)."""
+    """The worker's :class:`~migwatch.streams.shards.Tables` on Faust tables (changelog-backed).
 
-    def __init__(self, detectors: faust.Table, fleets: faust.Table, charts: Any) -> None:
+    Chart windows live in a ring of ``slots`` rows per target (key ``target/slot``), each overwritten one
+    lap later. A Faust windowed table would keep every live window's key in memory for its expiry (at
+    10,000 targets, 30 s windows and 1 h of history: 1.2 million keys), so the worker's memory would
+    grow for the whole first hour; the ring holds nothing in memory. Plain dicts stand in for the tables:
+
+    >>> tables = FaustTables({}, {}, {}, width_s=30.0, slots=4)
+    >>> for start in range(0, 240, 30):  # two laps: the second overwrites the first
+    ...     tables.save_window("vm-1", ChartWindow(start=float(start)))
+    >>> [window.start for window in tables.history("vm-1", before=240.0, count=10)]
+    [120.0, 150.0, 180.0, 210.0]
+    >>> [window.start for window in tables.history("vm-1", before=300.0, count=4)]  # 240 and 270 never came
+    [180.0, 210.0]
+    """
+
+    def __init__(
+        self,
+        detectors: MutableMapping[str, bytes],
+        fleets: MutableMapping[str, bytes],
+        charts: MutableMapping[str, bytes],
+        *,
+        width_s: float,
+        slots: int,
+    ) -> None:
         self.detectors, self.fleets, self.charts = detectors, fleets, charts
+        self.width_s, self.slots = width_s, slots
 
     def load_target(self, target: str) -> bytes | None:
         return self.detectors.get(target)
@@ -74,18 +98,23 @@ class FaustTables:
     def save_fleet(self, partition: int, state: bytes) -> None:
         self.fleets[f"partition-{partition}"] = state
 
+    def _slot(self, target: str, start: float) -> str:
+        # The slot is the key's last part and has no "/": two targets never share a key.
+        return f"{target}/{round(start / self.width_s) % self.slots}"
+
     def save_window(self, target: str, window: ChartWindow) -> None:
-        # The window's own range, not the wall clock's nor the batch's last event: event time.
-        self.charts[target][self.charts.table.window.current(window.start)] = msgspec.json.encode(window)
+        self.charts[self._slot(target, window.start)] = msgspec.json.encode(window)
 
     def history(self, target: str, before: float, count: int) -> list[ChartWindow]:
-        table, window = self.charts.table, self.charts.table.window
-        width = window.size
+        first = math.floor(before / self.width_s) * self.width_s
         found = []
-        for i in range(count, 0, -1):
-            raw = table.get((target, window.current(before - i * width)))
+        for i in range(min(count, self.slots), 0, -1):
+            start = first - i * self.width_s
+            raw = self.charts.get(self._slot(target, start))
             if raw is not None:
-                found.append(msgspec.json.decode(raw, type=ChartWindow))
+                window = msgspec.json.decode(raw, type=ChartWindow)
+                if abs(window.start - start) < 1e-6:  # not a window of an earlier lap
+                    found.append(window)
         return found
 
 
@@ -97,6 +126,13 @@ def _credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
                                      ssl_context=kafka.ssl_context(), mechanism=kafka.sasl_mechanism)  # fmt: skip
     context = kafka.ssl_context()
     return None if context is None else faust.SSLCredentials(context)
+
+
+# Faust's RocksDB defaults (64 MB write buffers, 3 of them, a 2 GB block cache) are per partition's
+# database: with 8 partitions of 3 tables the memtables alone could reach gigabytes before their first flush,
+# and the worker's memory grew by ~17 MB a minute at 10,000 targets (benchmarks/soak.py). Our rows are small
+# and read once per takeover, so small buffers and a small cache cost nothing measurable.
+ROCKSDB = {"write_buffer_size": 4 * 2**20, "max_write_buffer_number": 2, "block_cache_size": 8 * 2**20}
 
 
 def create_app(config: Config) -> faust.App:
@@ -135,13 +171,13 @@ def create_app(config: Config) -> faust.App:
 
     # ---------------------------------------------------------------------------------------- tables
     # Values are our own JSON bytes (never pickle): value_type=bytes makes Faust store and restore them raw.
-    # Keys are JSON (Faust's choice for str keys; a chart key is a (target, window range) pair).
-    detectors = app.Table("detectors", key_type=str, value_type=bytes)  # target id -> TargetDetector
-    fleets = app.Table("fleets", key_type=str, value_type=bytes)  # "partition-N" -> fleet-wide state
-    charts = app.Table("charts", value_type=bytes).tumbling(  # (target id, window) -> ChartWindow
-        worker.chart_window_s, expires=worker.chart_history_s
-    )
-    tables = FaustTables(detectors, fleets, charts)
+    # Keys are JSON (Faust's choice for str keys).
+    detectors = app.Table(
+        "detectors", key_type=str, value_type=bytes, options=dict(ROCKSDB)
+    )  # target -> TargetDetector
+    fleets = app.Table("fleets", key_type=str, value_type=bytes, options=dict(ROCKSDB))  # "partition-N" -> fleet state
+    charts = app.Table("chart-slots", key_type=str, value_type=bytes, options=dict(ROCKSDB))  # "target/slot" -> window
+    tables = FaustTables(detectors, fleets, charts, width_s=worker.chart_window_s, slots=worker.chart_windows)
     shards = Shards.for_worker(tables, config)
     metrics = WorkerMetrics()
     metrics.start_at_zero([names.ping, names.ntp], names.feedback)

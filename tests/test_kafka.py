@@ -17,7 +17,7 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.admin import NewTopic
 
 from migwatch.config import parse
 from migwatch.lab.processes import stop
@@ -116,24 +116,17 @@ def test_ensure_topics_is_idempotent_and_refuses_another_layout(
 def test_the_worker_makes_faust_changelogs_before_faust_starts(
     kafka_bootstrap: str, kafka_admin: KafkaAdminClient, topics: TopicNames
 ) -> None:
-    """Laid out as Faust declares them (charts: windows expire), with the source topics' partition count."""
+    """Laid out as Faust declares them (compacted), with the source topics' partition count."""
     app_id = f"pre-{uuid.uuid4().hex[:6]}"
     config = parse("", source="empty.toml", environ={
         "MIGWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap, "MIGWATCH_KAFKA_TOPIC_PREFIX": topics.prefix,
         "MIGWATCH_KAFKA_PARTITIONS": str(TEST_PARTITIONS), "MIGWATCH_WORKER_APP_ID": app_id,
-        "MIGWATCH_WORKER_CHART_HISTORY_S": "7200",
     })  # fmt: skip
     prepare_topics(config, create_app(config))
-    changelogs = [f"{app_id}-{table}-changelog" for table in ("detectors", "fleets", "charts")]
+    changelogs = [f"{app_id}-{table}-changelog" for table in ("detectors", "fleets", "chart-slots")]
     counts = {d["name"]: len(d["partitions"]) for d in kafka_admin.describe_topics(changelogs) if not d["error_code"]}
     assert counts == dict.fromkeys(changelogs, TEST_PARTITIONS)
-    assert cleanup_policies(kafka_admin, changelogs) == {
-        changelogs[0]: "compact", changelogs[1]: "compact", changelogs[2]: "compact,delete"
-    }  # fmt: skip
-    retention = kafka_admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, changelogs[2], ["retention.ms"])], config_filter="all"
-    )["topic"][changelogs[2]]["retention.ms"]["value"]
-    assert retention == "7200000"
+    assert cleanup_policies(kafka_admin, changelogs) == dict.fromkeys(changelogs, "compact")
     kafka_admin.delete_topics(changelogs)
 
 
