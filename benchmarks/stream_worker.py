@@ -301,7 +301,7 @@ def takeover(bootstrap: str, targets: int, standby_replicas: int, folder: Path) 
                 raise RuntimeError(f"the workers did not take the samples:\n{victim.log.read_text()[-3000:]}")
             time.sleep(0.5)
         taken_by_victim = victim.metric("migwatch_worker_samples_total") or 0.0
-        time.sleep(5)  # the changelog writes flushed, the standby copies caught up
+        time.sleep(5)  # the changelog writes flushed (standby copies may still lag: the survivor's log says)
         readies = survivor.readies()
         victim.stop(signal.SIGKILL)
         killed = time.monotonic()
