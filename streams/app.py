@@ -171,12 +171,11 @@ def create_app(config: Config) -> faust.App:
 
     # ---------------------------------------------------------------------------------------- tables
     # Values are our own JSON bytes (never pickle): value_type=bytes makes Faust store and restore them raw.
-    # Keys are JSON (Faust's choice for str keys).
-    detectors = app.Table(
-        "detectors", key_type=str, value_type=bytes, options=dict(ROCKSDB)
-    )  # target -> TargetDetector
-    fleets = app.Table("fleets", key_type=str, value_type=bytes, options=dict(ROCKSDB))  # "partition-N" -> fleet state
-    charts = app.Table("chart-slots", key_type=str, value_type=bytes, options=dict(ROCKSDB))  # "target/slot" -> window
+    # Keys are JSON (Faust's choice for str keys): target id -> TargetDetector, "partition-N" -> fleet-wide
+    # state, "target/slot" -> ChartWindow (see FaustTables).
+    detectors = app.Table("detectors", key_type=str, value_type=bytes, options=dict(ROCKSDB))
+    fleets = app.Table("fleets", key_type=str, value_type=bytes, options=dict(ROCKSDB))
+    charts = app.Table("chart-slots", key_type=str, value_type=bytes, options=dict(ROCKSDB))
     tables = FaustTables(detectors, fleets, charts, width_s=worker.chart_window_s, slots=worker.chart_windows)
     shards = Shards.for_worker(tables, config)
     metrics = WorkerMetrics()
