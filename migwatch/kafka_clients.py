@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -31,7 +32,7 @@ class _Reasons(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.reasons: list[str] = []
+        self.reasons: deque[str] = deque(maxlen=21)  # the latest failures of one bootstrap
         self.authenticating = False
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -42,7 +43,7 @@ class _Reasons(logging.Handler):
             reason = re.sub(
                 r" \(backoff [0-9.]+ secs\)$", "", re.sub(r"^Bootstrap connection to \S+ failed: ", "", message)
             )
-            self.reasons = [*self.reasons[-20:], reason]
+            self.reasons.append(reason)
 
     def watch_requests(self, record: logging.LogRecord, passing: int) -> bool:
         """A filter on kafka-python's connection logger, lowered to DEBUG while the client bootstraps.
@@ -58,11 +59,11 @@ class _Reasons(logging.Handler):
             self.authenticating = False
         elif "Connection lost" in message and self.authenticating:
             self.authenticating = False
-            self.reasons = [*self.reasons[-20:], "the broker closed the connection during SASL authentication"]
+            self.reasons.append("the broker closed the connection during SASL authentication")
         return record.levelno >= passing
 
 
-def _explain(settings: KafkaSettings, reasons: list[str]) -> str:
+def _explain(settings: KafkaSettings, reasons: Sequence[str]) -> str:
     """The most telling reason: after a refused password or certificate the broker just hangs up, and
     "socket disconnected" follows; the refusal is what the user must fix."""
     where = f"cannot connect to {settings.bootstrap} ({settings.security_protocol}"

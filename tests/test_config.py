@@ -74,6 +74,11 @@ def test_detector_settings_from_file_and_environment() -> None:
         ('[[targets]]\nid = "a"\n', {}, "c.toml: targets[0].address: required field is missing"),
         ("[kafka]\nbootstrap = 'localhost'\n", {}, "c.toml: kafka.bootstrap: must be host:port"),
         ("[kafka]\npartitions = 0\n", {}, "c.toml: kafka.partitions: must be between 1 and 10000, got 0"),
+        (
+            "[worker]\nchart_window_s = 60\nchart_history_s = 30\n",
+            {},
+            "c.toml: worker.chart_history_s: must be >= chart_window_s (60.0), got 30.0",
+        ),
         ("[detectors]\nwindow = 5\n", {}, "c.toml: detectors.window: unknown key"),
         ("[detectors]\nmean_k = -1.0\n", {}, "c.toml: detectors.mean_k: must be > 0, got -1.0"),
         ("[detectors]\nlearner = 'svm'\n", {}, "c.toml: detectors.learner: invalid enum value 'svm'"),
