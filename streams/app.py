@@ -26,6 +26,7 @@ from migwatch.config import Config, KafkaSettings, WorkerSettings
 from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, RecordError, decode, encode
 from migwatch.streams import views
 from migwatch.streams.charts import ChartWindow
+from migwatch.streams.consumer import Transport
 from migwatch.streams.event_context import acting_for
 from migwatch.streams.metrics import WorkerMetrics
 from migwatch.streams.shards import Shards
@@ -161,6 +162,7 @@ def create_app(config: Config) -> faust.App:
         web_port=worker.web_port or 6066,
         web_host=worker.web_bind,
     )
+    app.transport = Transport(app.conf.broker_consumer, app)  # Faust's, mended (see streams/consumer.py)
 
     # ---------------------------------------------------------------------------------------- topics
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
