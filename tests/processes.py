@@ -6,10 +6,13 @@ import time
 from collections.abc import Callable
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``condition`` twice a second until it holds; fail naming ``what`` after ``timeout_s``."""
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str | Callable[[], str]) -> None:
+    """Poll ``condition`` twice a second until it holds; fail naming ``what`` after ``timeout_s``.
+
+    A callable ``what`` is called at the failure, so what it shows (a log's tail, a status) is as of then.
+    """
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+            raise AssertionError(f"not within {timeout_s:.0f} s: {what() if callable(what) else what}")
         time.sleep(0.5)

@@ -101,7 +101,9 @@ def test_a_broker_outage_loses_no_sample_and_no_alert(own_broker: LocalKafka, fa
             wait_for(lambda: probe_metric(metrics_port, "migwatch_probe_samples_sent_total") > TARGETS * 5,
                      60 + 10 * INTERVAL_S, "the probe publishing")  # fmt: skip
             # The fault hits a running pipeline: the worker has taken the first half.
-            wait_for(lambda: sum(counted(worker).values()) >= half, 120, f"the worker running\n{worker.log_tail()}")
+            wait_for(
+                lambda: sum(counted(worker).values()) >= half, 120, lambda: f"the worker running\n{worker.log_tail()}"
+            )
             pid = own_broker.pid()
             assert pid is not None
             down = time.monotonic()
@@ -119,7 +121,9 @@ def test_a_broker_outage_loses_no_sample_and_no_alert(own_broker: LocalKafka, fa
                 os.kill(pid, signal.SIGCONT)
             back = time.monotonic()
             before = sum(counted(worker).values())
-            wait_for(lambda: sum(counted(worker).values()) > before, 300, f"the worker resuming\n{worker.log_tail()}")
+            wait_for(
+                lambda: sum(counted(worker).values()) > before, 300, lambda: f"the worker resuming\n{worker.log_tail()}"
+            )
             resumed_s = time.monotonic() - back
             # Drained: back to what is in flight in steady state (under a second of samples).
             per_second = TARGETS / INTERVAL_S

@@ -145,14 +145,14 @@ def test_thousands_of_malformed_messages_become_dead_letters_and_good_ones_count
 
             started = time.monotonic()
             wait_for(lambda: letters() >= bad, 300,
-                     f"dead letters {letters()} for {bad}\n{worker.log_tail()}")  # fmt: skip
+                     lambda: f"dead letters {letters()} for {bad}\n{worker.log_tail()}")  # fmt: skip
             print(f"{total_bad} bad messages dead-lettered in {time.monotonic() - started:.0f} s: {dict(bad)}")
 
             # At least the good samples (the probe adds its own, of the good targets it now watches).
             def all_good_counted() -> bool:
                 return all(counted(worker).get(getattr(names, t), 0) >= good[t] for t in ("ping", "ntp"))
 
-            wait_for(all_good_counted, 60, f"good ones counted: {counted(worker)}")
+            wait_for(all_good_counted, 60, lambda: f"good ones counted: {counted(worker)}")
             assert letters() == bad, "a message was dead-lettered twice, or a good one was"
             reasons = [decode(DeadLetter, m.value) for m in read_all(kafka_bootstrap, names.deadletter, PARTITIONS)]
             assert all(letter.error and letter.payload_b64 is not None for letter in reasons)

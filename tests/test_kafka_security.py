@@ -156,7 +156,9 @@ def test_the_stream_worker_runs_over_sasl_ssl(secure_broker: str, pki: Path, tmp
             producer.send(names.ping, key=b"vm-sec", value=encode(sample))
         producer.flush(30)
         producer.close()
-        wait_for(lambda: "vm-sec" in worker.status(), 90, f"the worker's status of vm-sec:\n{worker.log_tail()}")
+        wait_for(
+            lambda: "vm-sec" in worker.status(), 90, lambda: f"the worker's status of vm-sec:\n{worker.log_tail()}"
+        )
         assert json.loads(worker.get("/status") or b"{}")["targets"][0]["target"] == "vm-sec"
     finally:
         worker.stop()

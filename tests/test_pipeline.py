@@ -50,7 +50,7 @@ def wait_for_confirmed(bootstrap: str, names: TopicNames, target: str) -> None:
     def confirmed() -> bool:
         return any(a.migwatch.target == target and a.migwatch.state == "confirmed" for a in alerts(bootstrap, names))
 
-    wait_for(confirmed, 60, f"a confirmed alert for {target}: {[a.migwatch for a in alerts(bootstrap, names)]}")
+    wait_for(confirmed, 60, lambda: f"a confirmed alert for {target}: {[a.migwatch for a in alerts(bootstrap, names)]}")
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
                 for s in status.values()
             )  # fmt: skip
 
-        wait_for(settled, 120, f"baselines and settled clocks: {worker.status()}\n{worker.log_tail()}")
+        wait_for(settled, 120, lambda: f"baselines and settled clocks: {worker.status()}\n{worker.log_tail()}")
         time.sleep(10)  # some more quiet windows and NTP answers at the settled offset
 
         for host in two_hosts:  # memory copy on one path, a bulk copy on the other

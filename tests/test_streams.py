@@ -305,7 +305,7 @@ def test_a_killed_workers_targets_move_with_their_state(
         # While the survivor takes over, one of the victim's VMs migrates: copy, stop-and-copy, clock behind.
         feed(60, 130, mover=mover, copy=range(62, 82), lost=range(82, 85), lag_from=85)
         wait_for(lambda: moved <= set(survivor.status()), 60,
-                 f"the survivor takes over {sorted(moved)}\n{survivor.log_tail()}")  # fmt: skip
+                 lambda: f"the survivor takes over {sorted(moved)}\n{survivor.log_tail()}")  # fmt: skip
         took = time.monotonic() - killed
         status = survivor.status()
         quiet = moved - {mover}

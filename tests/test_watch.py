@@ -62,7 +62,7 @@ def test_watch_prints_a_confirmed_migration(host: EmulatedLink, tmp_path: Path) 
                 return bool(vm and vm["rtt_baseline_ms"] is not None and vm["clock_offset_ms"] is not None
                             and abs(vm["clock_offset_ms"]) < 1.0)  # fmt: skip
 
-            wait_for(settled, 90, f"a baseline and a settled clock: {status()}")
+            wait_for(settled, 90, lambda: f"a baseline and a settled clock: {status()}")
             time.sleep(8)
             start_copy(host)
             time.sleep(12)
