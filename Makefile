@@ -16,4 +16,4 @@ kafka-stop:      ## stop the local Kafka started by demo or test
 
 lab-corpus:      ## record the lab's corpus with real QEMU migrations (about 25 min) and score it
 	deploy/setup --runtime
-	migwatch lab corpus --out deploy/lab/corpus
+	migwatch lab corpus --out deploy/dev/corpus

@@ -16,10 +16,10 @@ import time
 
 from river import metrics
 
+from migwatch.contract.records import PingSample
 from migwatch.detectors.learners import WindowScorer, squash
 from migwatch.detectors.ping import PingHeuristic
-from migwatch.records import PingSample
-from migwatch.synthetic import START_TS, Episode, generate
+from migwatch_dev.synthetic import START_TS, Episode, generate
 
 
 def _windows(targets: int, seconds: float) -> list[tuple[dict[str, float], bool]]:

@@ -27,13 +27,13 @@ from pathlib import Path
 import ntp_responders
 from kafka import KafkaAdminClient
 
-from migwatch.config import KafkaSettings, ProbeSettings
+from migwatch.contract.config import KafkaSettings, ProbeSettings
+from migwatch.contract.records import PingSample, Target
+from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch.probes.icmp import Echo, IcmpProber
 from migwatch.probes.ntp import NtpProber
 from migwatch.probes.publisher_process import PublisherProcess, flush_regularly
 from migwatch.probes.scheduler import Scheduler
-from migwatch.records import PingSample, Target
-from migwatch.topics import ensure_topics
 
 
 def _addresses(count: int) -> list[str]:

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from migwatch.records import PingSample, decode, encode
-from migwatch.trace import TraceWriter, read_trace
+from migwatch.contract.records import PingSample, decode, encode
+from migwatch.contract.trace import TraceWriter, read_trace
 
 
 def _rate(count: int, work: Callable[[], object]) -> float:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import msgspec
 
-from migwatch.detectors.fleet import Fleet
+from migwatch.contract.trace import TraceWriter, read_trace
+from migwatch.detectors.target_group import TargetGroup
 from migwatch.replay import replay
-from migwatch.synthetic import Episode, generate
-from migwatch.trace import TraceWriter, read_trace
+from migwatch_dev.synthetic import Episode, generate
 
 
 def _speed(targets: int, seconds: float) -> None:
@@ -41,7 +41,7 @@ def _speed(targets: int, seconds: float) -> None:
         started = time.perf_counter()
         count = sum(1 for _ in read_trace(trace))
         rates["read_trace only (baseline)"] = count / (time.perf_counter() - started)
-        fleet = Fleet()
+        fleet = TargetGroup()
         started = time.perf_counter()
         alerts = sum(len(fleet.update(sample)) for sample in samples)
         rates["detectors only (samples in memory)"] = len(samples) / (time.perf_counter() - started)
@@ -58,7 +58,7 @@ def _speed(targets: int, seconds: float) -> None:
 def _state(targets: int) -> None:
     names = [f"vm-{i:06d}" for i in range(targets)]
     samples, _ = generate([], names[:1], 100)  # one target's warm-up: 100 pings, 4 NTP answers
-    fleet = Fleet()
+    fleet = TargetGroup()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     for name in names:

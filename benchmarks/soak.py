@@ -23,10 +23,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from migwatch import kafka_clients
-from migwatch.config import KafkaSettings
-from migwatch.lab.processes import stop
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch.contract.config import KafkaSettings
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io import clients
+from migwatch.kafka_io.topic_admin import ensure_topics
+from migwatch_dev.lab.processes import stop
 
 PARTITIONS = 8
 
@@ -67,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     names = TopicNames(f"soak-{uuid.uuid4().hex[:6]}.")
     settings = KafkaSettings(bootstrap=args.bootstrap, topic_prefix=names.prefix, partitions=PARTITIONS)
-    admin = kafka_clients.admin(settings)
+    admin = clients.admin(settings)
     ensure_topics(admin, names.prefix, PARTITIONS)
     folder = Path(tempfile.mkdtemp(prefix="migwatch-soak-"))
     probe_port, worker_port = 29108, 29066

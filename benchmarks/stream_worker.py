@@ -42,8 +42,9 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from migwatch.records import Alert, PingSample, decode, encode
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch.contract.records import Alert, PingSample, decode, encode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io.topic_admin import ensure_topics
 
 PARTITIONS = 8
 HERE = Path(__file__).parent

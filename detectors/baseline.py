@@ -21,7 +21,7 @@ import statistics
 
 import msgspec
 
-from migwatch.detectors.settings import DEFAULTS, Settings
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 
 MAD_TO_SIGMA = 1.4826  # MAD x this estimates the standard deviation of normal noise
 
@@ -30,7 +30,7 @@ class RobustBaseline(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Streaming median and spread of a target's RTT; ``update(rtt_ms)`` learns one answered ping.
 
     Like every per-target state here it holds data only: the settings come with each call, so that a
-    hundred thousand targets share one Settings object and their JSON state stays small.
+    hundred thousand targets share one DetectorSettings object and their JSON state stays small.
     """
 
     warmup: list[float] = []
@@ -41,7 +41,7 @@ class RobustBaseline(msgspec.Struct, kw_only=True, omit_defaults=True):
     def ready(self) -> bool:
         return self.median is not None
 
-    def spread(self, settings: Settings = DEFAULTS) -> float:
+    def spread(self, settings: DetectorSettings = DEFAULTS) -> float:
         """The RTT noise scale in ms, never below the configured absolute and relative floors."""
         # Conditional expressions instead of max(): this runs twice for every answered ping.
         spread = MAD_TO_SIGMA * self.mad
@@ -50,7 +50,7 @@ class RobustBaseline(msgspec.Struct, kw_only=True, omit_defaults=True):
         spread = spread if spread > floor else floor
         return spread if spread > relative else relative
 
-    def update(self, rtt_ms: float, settings: Settings = DEFAULTS) -> None:
+    def update(self, rtt_ms: float, settings: DetectorSettings = DEFAULTS) -> None:
         if self.median is None:
             self.warmup.append(rtt_ms)
             if len(self.warmup) >= settings.baseline_warmup:

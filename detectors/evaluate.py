@@ -4,7 +4,7 @@ Only ``likely`` and ``confirmed`` alerts count. A migration is detected when an 
 ``detected_ts`` in [start - 2 s, end + 120 s]; its delay is the first such ``detected_ts`` minus ``end``.
 A counted alert in no such window of its target is a false alarm.
 
-    >>> from migwatch.trace import Labels, MigrationLabel
+    >>> from migwatch.contract.labels import Labels, MigrationLabel
     >>> labels = Labels(migrations=[MigrationLabel(target="vm", start=100.0, end=110.0)])
     >>> result = score([("vm", "suspected", 101.0), ("vm", "confirmed", 112.5), ("vm", "likely", 900.0)], labels)
     >>> result["detected"], result["delay_s"]["median"], result["false_alarms"], result["precision"]
@@ -18,7 +18,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from migwatch.trace import Labels
+from migwatch.contract.labels import Labels
 
 COUNTED = ("likely", "confirmed")
 BEFORE_S = 2.0

@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import Alert, AlertDetail, AlertEvent, AlertHost, AlertObserver, Evidence
 from migwatch.detectors.learners import alert_features
 from migwatch.detectors.ping import PingHeuristic
-from migwatch.detectors.settings import DEFAULTS, Settings
 from migwatch.detectors.skew import ClockSkew
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
-from migwatch.records import Alert, AlertDetail, AlertEvent, AlertHost, AlertObserver, Evidence
 
 STATES = ("none", "suspected", "likely", "confirmed")
 SEVERITY = {"suspected": 2, "likely": 3, "confirmed": 4, "cleared": 1}
@@ -67,7 +67,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         source_host: str | None = None,
         learner_score: float | None = None,
         feedback: Callable[[dict[str, float]], float | None] | None = None,
-        settings: Settings = DEFAULTS,
+        settings: DetectorSettings = DEFAULTS,
     ) -> list[Alert]:
         """Fuse the detectors' evidence at event time ``ts``; the alerts to send (none, one rise, or a clear).
 

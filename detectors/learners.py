@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from river import anomaly, linear_model, optim
 
-from migwatch.records import Evidence
+from migwatch.contract.records import Evidence
 
 FEATURES = ("raise", "peak", "outliers", "lost")
 # x / (x + k): k is the raw value that maps to 0.5.

@@ -7,7 +7,7 @@ pings while the VM is stopped and switched. A bulk copy over the same link shows
 ``PingHeuristic`` judges each event-time window (``window_s``, aligned to the epoch) against a robust
 baseline that does not learn from an ongoing episode, and keeps the episode's evidence for the fusion:
 
-    >>> from migwatch.records import PingSample
+    >>> from migwatch.contract.records import PingSample
     >>> ping = PingHeuristic()
     >>> def sample(t, rtt):
     ...     return PingSample(target="vm", address="192.0.2.1", probe="p", seq=t, ts=float(t), rtt_ms=rtt)
@@ -34,9 +34,9 @@ import math
 
 import msgspec
 
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import PingSample
 from migwatch.detectors.baseline import RobustBaseline
-from migwatch.detectors.settings import DEFAULTS, Settings
-from migwatch.records import PingSample
 
 
 class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -63,11 +63,11 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
     resumed_ts: float | None = None  # first reply after unanswered pings: the VM runs again
     last_rtt_ms: float | None = None
 
-    def in_episode(self, ts: float, settings: Settings = DEFAULTS) -> bool:
+    def in_episode(self, ts: float, settings: DetectorSettings = DEFAULTS) -> bool:
         last = self.pattern_last_ts
         return last is not None and ts - last <= settings.episode_gap_s
 
-    def update(self, sample: PingSample, settings: Settings = DEFAULTS) -> dict[str, float] | None:
+    def update(self, sample: PingSample, settings: DetectorSettings = DEFAULTS) -> dict[str, float] | None:
         """Consume one sample; when it closes a window, return that window's raw features (for the learners)."""
         ts, rtt = sample.ts, sample.rtt_ms
         start = self.window_start
@@ -118,7 +118,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
             baseline.update(rtt, settings)
         return closed
 
-    def _window_features(self, settings: Settings) -> dict[str, float] | None:
+    def _window_features(self, settings: DetectorSettings) -> dict[str, float] | None:
         """The window's rise over the baseline, in spreads, and its outliers and unanswered pings."""
         median = self.baseline.median
         if median is None or not (self.w_answered or self.w_unanswered):
@@ -147,7 +147,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         if mean is not None:
             self.mean_ms = max(self.mean_ms or 0.0, mean)
 
-    def _unanswered(self, ts: float, settings: Settings) -> None:
+    def _unanswered(self, ts: float, settings: DetectorSettings) -> None:
         if not self.run and not self.in_episode(ts, settings):
             self.unanswered = 0
             self.max_run = 0
@@ -162,7 +162,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.outliers = 0
         self.resumed_ts = None
 
-    def phase(self, ts: float, settings: Settings = DEFAULTS) -> str | None:
+    def phase(self, ts: float, settings: DetectorSettings = DEFAULTS) -> str | None:
         """The migration phase the pings point at now, or None when they show nothing."""
         if self.run:
             return "stop-and-copy"

@@ -6,7 +6,7 @@ fingerprinting from clock skew). ``ClockSkew`` fits the skew robustly (Theil-Sen
 slopes) over the two halves of its recent offsets; when the halves disagree by more than
 ``skew_change_ppm`` and four standard errors, the skew changed.
 
-    >>> from migwatch.records import ClockSample
+    >>> from migwatch.contract.records import ClockSample
     >>> skew = ClockSkew()
     >>> def clock(t, offset):
     ...     return ClockSample(target="vm", address="192.0.2.1", probe="p", ts=float(t), offset_ms=offset, delay_ms=0.2)
@@ -27,9 +27,9 @@ from itertools import combinations
 
 import msgspec
 
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import ClockSample
 from migwatch.detectors.baseline import MAD_TO_SIGMA
-from migwatch.detectors.settings import DEFAULTS, Settings
-from migwatch.records import ClockSample
 
 
 def theil_sen(times: list[float], values: list[float]) -> tuple[float, float]:
@@ -57,7 +57,7 @@ class ClockSkew(msgspec.Struct, kw_only=True, omit_defaults=True):
     changed_ts: float | None = None  # the first sample of the new skew
     detected_ts: float | None = None  # when the change was seen (up to skew_points samples later)
 
-    def update(self, sample: ClockSample, settings: Settings = DEFAULTS) -> None:
+    def update(self, sample: ClockSample, settings: DetectorSettings = DEFAULTS) -> None:
         if sample.error is not None or sample.offset_ms is None:
             return
         if self.times and sample.ts - self.times[-1] < settings.skew_min_interval_s:

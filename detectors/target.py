@@ -1,6 +1,6 @@
 """All detectors of one target, fed one sample at a time: ``update(sample) -> list[Alert]``.
 
->>> from migwatch.records import ClockSample, PingSample
+>>> from migwatch.contract.records import ClockSample, PingSample
 >>> vm = TargetDetector()
 >>> def ping(t, rtt):
 ...     return PingSample(target="web-01", address="192.0.2.10", probe="p", seq=t, ts=float(t), rtt_ms=rtt)
@@ -27,18 +27,18 @@ from typing import Protocol
 
 import msgspec
 
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import Alert, ClockSample, PingSample
 from migwatch.detectors.fusion import Fusion
 from migwatch.detectors.learners import squash
 from migwatch.detectors.ping import PingHeuristic
-from migwatch.detectors.settings import DEFAULTS, Settings
 from migwatch.detectors.skew import ClockSkew
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
-from migwatch.records import Alert, ClockSample, PingSample
 
 
 class FleetContext(Protocol):
-    """What a target's detectors may ask of the fleet around them (see :class:`~.fleet.Fleet`)."""
+    """What a target's detectors may ask of the fleet around them (see :class:`~.fleet.TargetGroup`)."""
 
     observer: str
 
@@ -71,7 +71,10 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     learner_ts: float | None = None
 
     def update(
-        self, sample: PingSample | ClockSample, settings: Settings = DEFAULTS, context: FleetContext | None = None
+        self,
+        sample: PingSample | ClockSample,
+        settings: DetectorSettings = DEFAULTS,
+        context: FleetContext | None = None,
     ) -> list[Alert]:
         self.target, self.address = sample.target, sample.address
         ts = sample.ts
@@ -122,7 +125,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
                 context.remember_alert(alert)
         return alerts
 
-    def _quiet(self, ts: float, settings: Settings) -> bool:
+    def _quiet(self, ts: float, settings: DetectorSettings) -> bool:
         """No detector has had evidence within the longest time the fusion looks back."""
         # Written out rather than all(...) over a tuple: this runs for every sample.
         gap, clear = settings.episode_gap_s, settings.clear_after_s
@@ -138,7 +141,9 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             and (skew is None or skew < horizon)
         )
 
-    def _learn_window(self, window: dict[str, float], ts: float, context: FleetContext, settings: Settings) -> None:
+    def _learn_window(
+        self, window: dict[str, float], ts: float, context: FleetContext, settings: DetectorSettings
+    ) -> None:
         score = context.score_window(squash(window))
         if score is None:
             return

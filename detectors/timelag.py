@@ -9,9 +9,9 @@ delay (an NTP offset is only known to within half the delay).
 Not a lag: failed queries (``error`` set), samples whose delay is far above the usual (a queued reply),
 steps up, and steps towards zero (the VM's own NTP correcting its clock). A step is first *pending*; the
 caller resolves it (:meth:`TimeLag.resolve`) once it knows whether every target stepped alike, which means
-the probe's own clock moved (see :mod:`migwatch.detectors.fleet`).
+the probe's own clock moved (see :mod:`migwatch.detectors.target_group`).
 
-    >>> from migwatch.records import ClockSample
+    >>> from migwatch.contract.records import ClockSample
     >>> lag = TimeLag()
     >>> def clock(t, offset):
     ...     return ClockSample(target="vm", address="192.0.2.1", probe="p", ts=float(t), offset_ms=offset, delay_ms=0.2)
@@ -36,9 +36,9 @@ import statistics
 
 import msgspec
 
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import ClockSample
 from migwatch.detectors.baseline import MAD_TO_SIGMA
-from migwatch.detectors.settings import DEFAULTS, Settings
-from migwatch.records import ClockSample
 
 
 class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -55,10 +55,10 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
     offset_ms: float | None = None  # the last good offset
     rebased: int = 0  # how often the reference level was dropped for a new one
 
-    def ready(self, settings: Settings = DEFAULTS) -> bool:
+    def ready(self, settings: DetectorSettings = DEFAULTS) -> bool:
         return len(self.offsets) >= settings.lag_warmup
 
-    def update(self, sample: ClockSample, settings: Settings = DEFAULTS) -> bool:
+    def update(self, sample: ClockSample, settings: DetectorSettings = DEFAULTS) -> bool:
         """Consume one sample; True when it was taken as a good offset of the current level."""
         offset, delay = sample.offset_ms, sample.delay_ms
         if sample.error is not None or offset is None or delay is None:
@@ -85,7 +85,7 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
         self._remember(offset, delay, settings)
         return True
 
-    def threshold(self, delay_ms: float, settings: Settings = DEFAULTS) -> float:
+    def threshold(self, delay_ms: float, settings: DetectorSettings = DEFAULTS) -> float:
         """The smallest step down that counts, for a sample with this round-trip delay."""
         median = statistics.median(self.offsets)
         noise = MAD_TO_SIGMA * statistics.median(abs(x - median) for x in self.offsets)
@@ -105,7 +105,7 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.rebased += 1
         self.pending_ts = self.pending_offset_ms = self.pending_step_ms = None
 
-    def _remember(self, offset: float, delay: float, settings: Settings) -> None:
+    def _remember(self, offset: float, delay: float, settings: DetectorSettings) -> None:
         self.offsets.append(offset)
         self.delays.append(delay)
         limit = settings.lag_history

@@ -3,7 +3,7 @@
 The TTL (IPv6 hop limit) of echo replies is steady for a VM that stays put. A different value on
 ``ttl_confirm`` consecutive replies is a change; a single odd reply is not.
 
-    >>> from migwatch.records import PingSample
+    >>> from migwatch.contract.records import PingSample
     >>> ttl = TtlChange()
     >>> def reply(t, value):
     ...     return PingSample(target="vm", address="192.0.2.1", probe="p", seq=t, ts=float(t), rtt_ms=0.3, ttl=value)
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import msgspec
 
-from migwatch.detectors.settings import DEFAULTS, Settings
-from migwatch.records import PingSample
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import PingSample
 
 
 class TtlChange(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -31,7 +31,7 @@ class TtlChange(msgspec.Struct, kw_only=True, omit_defaults=True):
     change: int | None = None  # new minus old TTL of the last change
     changed_ts: float | None = None
 
-    def update(self, sample: PingSample, settings: Settings = DEFAULTS) -> None:
+    def update(self, sample: PingSample, settings: DetectorSettings = DEFAULTS) -> None:
         ttl = sample.ttl
         if ttl is None or sample.rtt_ms is None:
             return

@@ -10,10 +10,10 @@ import sys
 import time
 from typing import BinaryIO
 
-from migwatch import kafka_clients
-from migwatch.config import KafkaSettings
-from migwatch.records import Alert, RecordError, decode
-from migwatch.topics import TopicNames
+from migwatch.contract.config import KafkaSettings
+from migwatch.contract.records import Alert, FieldError, decode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io import clients
 
 
 def tail(
@@ -26,7 +26,7 @@ def tail(
 ) -> int:
     """Print alerts until ``count`` were printed or none came for ``idle_s`` (both: forever if None)."""
     topic = TopicNames(settings.topic_prefix).alerts
-    consumer = kafka_clients.consumer(
+    consumer = clients.consumer(
         settings, topic, group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )  # fmt: skip
@@ -41,7 +41,7 @@ def tail(
                 last = time.monotonic()
                 try:
                     decode(Alert, message.value or b"")
-                except RecordError as error:
+                except FieldError as error:
                     where = f"{message.topic}[{message.partition}]@{message.offset}"
                     print(f"migwatch alerts: skipped {where}: {error}", file=sys.stderr)
                     continue

@@ -9,15 +9,15 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from migwatch import config as config_module
-from migwatch import local_kafka, target_registry
-from migwatch.detectors.settings import DEFAULTS
-from migwatch.lab import cli as lab_cli
-from migwatch.records import RecordError, encode, to_builtins
+from migwatch import target_registry
+from migwatch.contract import config as config_module
+from migwatch.contract.detector_settings import DEFAULTS
+from migwatch.contract.records import FieldError, encode, to_builtins
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -29,6 +29,12 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Verbs that other packages add: an entry point of this group names a function that takes the verbs'
+# subparsers and adds its own (``parser.set_defaults(handler=...)``). The developers' package adds `lab` and
+# `kafka` this way, so that the product imports nothing of it.
+PLUGIN_VERBS = "migwatch.verbs"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="migwatch",
@@ -38,8 +44,20 @@ def _build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     def verb(name: str, help_text: str) -> argparse.ArgumentParser:
-        return verbs.add_parser(name, help=help_text, description=help_text)
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=_HANDLERS[name])
+        return sub
 
+    _add_running_verbs(verb)
+    _add_trace_verbs(verb)
+    _add_kafka_verbs(verb)
+    for plugin in sorted(entry_points(group=PLUGIN_VERBS), key=lambda point: point.name):
+        plugin.load()(verbs)
+    return parser
+
+
+def _add_running_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """The verbs that watch targets: probe, worker, watch, record."""
     _config_argument(verb("probe", "run a probe worker that publishes samples to Kafka"))
     worker = verb("worker", "run a Faust stream worker (detectors, tables, alerts, web status)")
     _config_argument(worker)
@@ -54,6 +72,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _config_argument(record)
     record.add_argument("--out", required=True, metavar="T", help="trace file to write (.gz compresses)")
     record.add_argument("--duration", required=True, type=float, metavar="S", help="seconds to record")
+
+
+def _add_trace_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """The verbs that read trace files: replay, eval, plot."""
     replay = verb("replay", "run the detectors over a trace, write the alerts as JSON Lines")
     replay.add_argument("--trace", required=True, metavar="T")
     replay.add_argument("--out", required=True, metavar="A")
@@ -68,6 +90,9 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", required=True, metavar="P.png")
     plot.add_argument("--labels", metavar="L")
 
+
+def _add_kafka_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """The config check and the verbs that manage the topics: config, targets, alerts."""
     _config_argument(verb("config", "validate a config file and print the settings in effect as JSON"))
     targets = verb("targets", "manage the watched targets on the compacted targets topic")
     targets.add_argument(
@@ -83,9 +108,6 @@ def _build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--count", type=int, metavar="N", help="stop after N alerts")
     alerts.add_argument("--idle", type=float, metavar="S", help="stop when no alert came for S seconds")
     _config_argument(alerts)
-    lab_cli.add_arguments(verb("lab", "run the migration lab: QEMU or emulated migrations, labelled traces"))
-    local_kafka.add_arguments(verb("kafka", "run a local Apache Kafka for development (start, stop, status, ...)"))
-    return parser
 
 
 def _show_config(args: argparse.Namespace) -> int:
@@ -102,12 +124,12 @@ def _targets(args: argparse.Namespace) -> int:
     settings = config_module.load(args.config)
     if args.action == "push":
         if args.ids:
-            raise RecordError("targets push: takes no ids; it pushes the targets of the config file")
+            raise FieldError("targets push: takes no ids; it pushes the targets of the config file")
         count = target_registry.push(settings.kafka, settings.targets)
         print(f"pushed {count} targets to {settings.kafka.topic_prefix}targets")
     elif args.action == "remove":
         if not args.ids:
-            raise RecordError("targets remove: name at least one target id")
+            raise FieldError("targets remove: name at least one target id")
         count = target_registry.remove(settings.kafka, args.ids)
         print(f"removed {count} targets from {settings.kafka.topic_prefix}targets")
     else:
@@ -131,9 +153,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from migwatch.contract.labels import read_labels
     from migwatch.detectors.evaluate import score, table
     from migwatch.replay import replay
-    from migwatch.trace import read_labels
 
     labels = read_labels(args.labels)  # a bad labels file fails before the long replay
     alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replay(args.trace)]
@@ -154,9 +176,9 @@ def _alerts(args: argparse.Namespace) -> int:
 
     settings = config_module.load(args.config)
     if args.count is not None and args.count < 1:
-        raise RecordError(f"--count: must be >= 1, got {args.count!r}")
+        raise FieldError(f"--count: must be >= 1, got {args.count!r}")
     if args.idle is not None and not args.idle > 0:
-        raise RecordError(f"--idle: must be > 0 s, got {args.idle!r}")
+        raise FieldError(f"--idle: must be > 0 s, got {args.idle!r}")
     tail(settings.kafka, sys.stdout.buffer, from_beginning=args.from_beginning, count=args.count, idle_s=args.idle)
     return 0
 
@@ -173,17 +195,17 @@ def _watch(args: argparse.Namespace) -> int:
 
     settings = config_module.load(args.config)
     if args.duration is not None and not 0 < args.duration <= 30 * 86400:
-        raise RecordError(f"--duration: must be > 0 s and at most 30 days, got {args.duration!r}")
+        raise FieldError(f"--duration: must be > 0 s and at most 30 days, got {args.duration!r}")
     run(settings, args.out, args.duration)
     return 0
 
 
 def _record(args: argparse.Namespace) -> int:
-    from migwatch.probes.record import run
+    from migwatch.recorder import run
 
     settings = config_module.load(args.config)
     if not 0 < args.duration <= 30 * 86400:
-        raise RecordError(f"--duration: must be > 0 s and at most 30 days, got {args.duration!r}")
+        raise FieldError(f"--duration: must be > 0 s and at most 30 days, got {args.duration!r}")
     run(settings, args.out, args.duration)
     return 0
 
@@ -198,8 +220,6 @@ def _plot(args: argparse.Namespace) -> int:
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _show_config,
-    "kafka": local_kafka.run,
-    "lab": lab_cli.run,
     "targets": _targets,
     "replay": _replay,
     "eval": _eval,
@@ -215,11 +235,12 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
-        return _HANDLERS[args.verb](args)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
     except OSError as error:
         print(f"migwatch: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return EXIT_USAGE
-    except (config_module.ConfigError, RecordError) as error:
+    except (config_module.ConfigError, FieldError) as error:
         print(f"migwatch: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KafkaError as error:

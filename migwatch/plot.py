@@ -11,8 +11,9 @@ matplotlib.use("Agg")  # files only: no display on servers
 
 import matplotlib.pyplot as plt
 
-from migwatch.records import PingSample, RecordError
-from migwatch.trace import iter_lines, read_labels
+from migwatch.contract.labels import read_labels
+from migwatch.contract.records import FieldError, PingSample
+from migwatch.contract.trace import iter_lines
 
 
 def plot(
@@ -41,7 +42,7 @@ def plot(
             clock_ts.append(sample.ts)
             offsets.append(sample.offset_ms)
     if not (ping_ts or lost_ts or clock_ts):
-        raise RecordError(f"target: the trace has no samples of {target!r}")
+        raise FieldError(f"target: the trace has no samples of {target!r}")
     start = min(ping_ts[:1] + lost_ts[:1] + clock_ts[:1])
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(11, 6), height_ratios=(3, 2))
     top.plot([t - start for t in ping_ts], rtts, ".", markersize=3, color="tab:blue", label="RTT")

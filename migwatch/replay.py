@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from migwatch.detectors.fleet import Fleet
-from migwatch.detectors.settings import DEFAULTS, Settings
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import Alert
+from migwatch.contract.trace import read_trace
+from migwatch.detectors.target_group import TargetGroup
 from migwatch.progress import Progress
-from migwatch.records import Alert
-from migwatch.trace import read_trace
 
 
 def replay(
-    trace: str | os.PathLike[str], settings: Settings = DEFAULTS, observer: str = "replay", quiet: bool = False
+    trace: str | os.PathLike[str], settings: DetectorSettings = DEFAULTS, observer: str = "replay", quiet: bool = False
 ) -> Iterator[Alert]:
     """The alerts the detectors raise over the trace, in the order they are raised."""
-    fleet = Fleet(settings, observer)
+    fleet = TargetGroup(settings, observer)
     progress = Progress("replay") if not quiet else None
     alerts = 0
     for sample in read_trace(trace):

@@ -9,10 +9,10 @@ from collections.abc import Iterable
 
 from kafka import TopicPartition
 
-from migwatch import kafka_clients
-from migwatch.config import KafkaSettings
-from migwatch.records import RecordError, Target, decode, encode
-from migwatch.topics import TopicNames
+from migwatch.contract.config import KafkaSettings
+from migwatch.contract.records import FieldError, Target, decode, encode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io import clients
 
 
 def push(settings: KafkaSettings, targets: Iterable[Target]) -> int:
@@ -27,7 +27,7 @@ def remove(settings: KafkaSettings, ids: Iterable[str]) -> int:
 
 def _send(settings: KafkaSettings, records: Iterable[tuple[str, bytes | None]]) -> int:
     topic = TopicNames(settings.topic_prefix).targets
-    producer = kafka_clients.producer(settings)
+    producer = clients.producer(settings)
     try:
         futures = [producer.send(topic, key=key.encode(), value=value) for key, value in records]
         producer.flush()
@@ -41,11 +41,11 @@ def _send(settings: KafkaSettings, records: Iterable[tuple[str, bytes | None]]) 
 def current(settings: KafkaSettings, timeout_s: float = 30.0) -> tuple[dict[str, Target], list[str]]:
     """Read the topic from the start to its end now: the targets in force, and one line per bad record."""
     topic = TopicNames(settings.topic_prefix).targets
-    consumer = kafka_clients.consumer(settings, enable_auto_commit=False)
+    consumer = clients.consumer(settings, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:
-            raise RecordError(f"topic {topic} does not exist on {settings.bootstrap}")
+            raise FieldError(f"topic {topic} does not exist on {settings.bootstrap}")
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
@@ -64,7 +64,7 @@ def current(settings: KafkaSettings, timeout_s: float = 30.0) -> tuple[dict[str,
                     where = f"{tp.topic}[{tp.partition}]@{message.offset} key {key!r}"
                     try:
                         target = decode(Target, message.value)
-                    except RecordError as error:
+                    except FieldError as error:
                         problems.append(f"{where}: {error}")
                         continue
                     if target.id != key:

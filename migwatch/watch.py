@@ -20,13 +20,13 @@ from typing import IO
 
 from aiohttp import web
 
-from migwatch.config import Config
+from migwatch.contract.config import Config
+from migwatch.contract.records import Alert, PingSample, Sample, encode
 from migwatch.probes.metrics import ProbeCollector
-from migwatch.probes.scheduler import Sample, Scheduler
-from migwatch.records import Alert, PingSample, encode
+from migwatch.probes.scheduler import Scheduler
 from migwatch.streams import views
 from migwatch.streams.metrics import WorkerMetrics
-from migwatch.streams.shards import MemoryTables, Shards
+from migwatch.streams.partitions import MemoryTables, Partitions
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Watch:
         self.pending: list[Sample] = []
         self.scheduler = Scheduler(config.probe, self.pending.append)
         self.scheduler.set_targets(t for t in config.targets if t.site == config.probe.site)
-        self.shards = Shards.for_worker(MemoryTables(keep=settings.chart_windows), config)
+        self.shards = Partitions.for_worker(MemoryTables(keep=settings.chart_windows), config)
         self.metrics = WorkerMetrics()
         self.metrics.start_at_zero(["ping", "ntp"])
         self.metrics.registry.register(ProbeCollector(self.scheduler, None))

@@ -21,10 +21,10 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
-from migwatch import kafka_clients
-from migwatch.config import KafkaSettings
-from migwatch.records import ClockSample, PingSample, encode
-from migwatch.topics import TopicNames
+from migwatch.contract.config import KafkaSettings
+from migwatch.contract.records import ClockSample, PingSample, encode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io import clients
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Publisher:
         """A producer, once a broker answers: probing starts (and samples queue) while none does."""
         while self._producer is None and not self._closing:
             try:
-                self._producer = kafka_clients.producer(self._settings, **self._options)
+                self._producer = clients.producer(self._settings, **self._options)
             except KafkaError as error:
                 log.warning("publisher: no broker yet (%s); samples wait", error)
                 with self._lock:

@@ -25,13 +25,12 @@ from dataclasses import dataclass
 
 import msgspec
 
-from migwatch.config import ProbeSettings
+from migwatch.contract.config import ProbeSettings
+from migwatch.contract.records import ClockSample, PingSample, Sample, Target
 from migwatch.probes.icmp import Echo, IcmpProber
 from migwatch.probes.ntp import ClockReading, NtpProber
 from migwatch.probes.prober import Prober
-from migwatch.records import ClockSample, PingSample, Target
 
-Sample = PingSample | ClockSample
 Sink = Callable[[Sample], None]
 SLACK_S = 0.001  # probes due this soon fire now, together: one wake-up serves many targets
 WAKE_S = 0.05  # the longest sleep of the loop

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 
-from migwatch import kafka_clients
-from migwatch.config import KafkaSettings
-from migwatch.records import DeadLetter, RecordError, Target, decode
-from migwatch.topics import TopicNames
+from migwatch.contract.config import KafkaSettings
+from migwatch.contract.records import DeadLetter, FieldError, Target, decode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io import clients
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class TargetFeed(ConsumerRebalanceListener):
         timeout_ms = int(self.session_timeout_s * 1000)
         while not self._stop.is_set():
             try:
-                self._consumer = kafka_clients.consumer(
+                self._consumer = clients.consumer(
                     self.kafka, group_id=self.group, enable_auto_commit=False, auto_offset_reset="earliest",
                     session_timeout_ms=timeout_ms, heartbeat_interval_ms=max(500, timeout_ms // 4),
                 )  # fmt: skip
@@ -101,7 +101,7 @@ class TargetFeed(ConsumerRebalanceListener):
             return
         try:
             target = decode(Target, value)
-        except RecordError as error:
+        except FieldError as error:
             self.bad_records += 1
             log.error("target feed: bad target %r in %s[%d]: %s", target_id, self.topic, partition, error)
             if self.on_bad is not None:

@@ -7,12 +7,12 @@ import logging
 import signal
 from pathlib import Path
 
-from migwatch.config import Config
+from migwatch.contract.config import Config
+from migwatch.contract.records import DeadLetter, Target
 from migwatch.probes import metrics
 from migwatch.probes.publisher_process import PublisherProcess, flush_regularly
 from migwatch.probes.scheduler import Scheduler
 from migwatch.probes.target_feed import TargetFeed
-from migwatch.records import DeadLetter, Target
 
 log = logging.getLogger(__name__)
 

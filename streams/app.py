@@ -3,7 +3,7 @@
 ``ping`` and ``ntp`` are co-partitioned (same key, same partition count), so one agent reading both topics
 sees every sample of a target in the same partition: that is the join. Samples come in batches; a batch is
 decoded, bad messages go to the dead-letter topic, each partition's samples are sorted by ``ts`` and run
-through that partition's detectors (:mod:`~migwatch.streams.shards`), alerts are published and awaited
+through that partition's detectors (:mod:`~migwatch.streams.partitions`), alerts are published and awaited
 before the batch's offsets are committed (at least once; ``event.id`` is stable, so a SIEM drops repeats).
 """
 
@@ -22,44 +22,44 @@ import msgspec
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
-from migwatch.config import Config, KafkaSettings, WorkerSettings
-from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, RecordError, decode, encode
+from migwatch.contract.config import Config, KafkaSettings, WorkerSettings
+from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, FieldError, PingSample, decode, encode
+from migwatch.contract.topics import TopicNames
 from migwatch.streams import views
 from migwatch.streams.charts import ChartWindow
 from migwatch.streams.consumer import Transport
 from migwatch.streams.event_context import acting_for
 from migwatch.streams.metrics import WorkerMetrics
-from migwatch.streams.shards import Shards
-from migwatch.topics import TopicNames
+from migwatch.streams.partitions import Partitions
 
 log = logging.getLogger(__name__)
 
 
 def decode_message(kind: type[PingSample] | type[ClockSample] | type[Feedback], key: bytes | None, value: Any) -> Any:
-    """A message's record, or RecordError naming what is wrong with it."""
+    """A message's record, or FieldError naming what is wrong with it."""
     if not isinstance(value, bytes) or not value:
-        raise RecordError("value: must be a JSON object, got an empty message")
+        raise FieldError("value: must be a JSON object, got an empty message")
     record = decode(kind, value)
     target = record.target
     if key is None or key.decode("utf-8", "replace") != target:
         # Keyed by another id it sits in another partition than the target's other records: its state
         # would split between workers.
-        raise RecordError(f"key: must be the target id {target!r}, got {key!r}")
+        raise FieldError(f"key: must be the target id {target!r}, got {key!r}")
     return record
 
 
 def check_time(sample: PingSample | ClockSample, now: float, settings: WorkerSettings) -> None:
-    """RecordError when ``sample.ts`` is too far from this worker's clock (``max_sample_ahead_s``/``age_s``)."""
+    """FieldError when ``sample.ts`` is too far from this worker's clock (``max_sample_ahead_s``/``age_s``)."""
     if sample.ts > now + settings.max_sample_ahead_s:
-        raise RecordError(f"ts: {sample.ts - now:.0f} s ahead of this worker's clock (max_sample_ahead_s "
+        raise FieldError(f"ts: {sample.ts - now:.0f} s ahead of this worker's clock (max_sample_ahead_s "
                           f"{settings.max_sample_ahead_s:g}), got {sample.ts!r}")  # fmt: skip
     if sample.ts < now - settings.max_sample_age_s:
-        raise RecordError(f"ts: {now - sample.ts:.0f} s old (max_sample_age_s {settings.max_sample_age_s:g}), "
+        raise FieldError(f"ts: {now - sample.ts:.0f} s old (max_sample_age_s {settings.max_sample_age_s:g}), "
                           f"got {sample.ts!r}")  # fmt: skip
 
 
 class FaustTables:
-    """The worker's :class:`~migwatch.streams.shards.Tables` on Faust tables (changelog-backed).
+    """The worker's :class:`~migwatch.streams.partitions.Tables` on Faust tables (changelog-backed).
 
     Chart windows live in a ring of ``slots`` rows per target (key ``target/slot``), each overwritten one
     lap later. A Faust windowed table would keep every live window's key in memory for its expiry (at
@@ -120,7 +120,7 @@ class FaustTables:
 
 
 def _credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
-    """The same security as the kafka-python clients (kafka_clients), in Faust's terms for aiokafka."""
+    """The same security as the kafka-python clients (migwatch.kafka_io.clients), in Faust's terms for aiokafka."""
     if kafka.uses_sasl:
         # Faust chooses SASL_SSL when it gets a TLS context, SASL_PLAINTEXT without one.
         return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.password(),
@@ -179,7 +179,7 @@ def create_app(config: Config) -> faust.App:
     fleets = app.Table("fleets", key_type=str, value_type=bytes, options=dict(ROCKSDB))
     charts = app.Table("chart-slots", key_type=str, value_type=bytes, options=dict(ROCKSDB))
     tables = FaustTables(detectors, fleets, charts, width_s=worker.chart_window_s, slots=worker.chart_windows)
-    shards = Shards.for_worker(tables, config)
+    shards = Partitions.for_worker(tables, config)
     metrics = WorkerMetrics()
     metrics.start_at_zero([names.ping, names.ntp], names.feedback)
     partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
@@ -218,7 +218,7 @@ def create_app(config: Config) -> faust.App:
                 try:
                     sample = decode_message(kind, message.key, message.value)
                     check_time(sample, now, worker)
-                except RecordError as error:
+                except FieldError as error:
                     dead.append(dead_letter(event, str(error)))
                     dead_keys.append(message.key)
                     continue
@@ -250,7 +250,7 @@ def create_app(config: Config) -> faust.App:
             message = event.message
             try:
                 feedback = decode_message(Feedback, message.key, message.value)
-            except RecordError as error:
+            except FieldError as error:
                 await publish([], [dead_letter(event, str(error))], [message.key])
                 continue
             learned = shards.learn(message.partition, feedback)

@@ -1,6 +1,6 @@
 """One target's RTT, unanswered pings and clock offset summarised per chart window (the paper's detailed chart).
 
->>> from migwatch.records import PingSample
+>>> from migwatch.contract.records import PingSample
 >>> window = ChartWindow(start=0.0)
 >>> for seq, rtt in enumerate([0.4, 0.6, None, 2.0]):
 ...     window.add(PingSample(target="vm", address="192.0.2.1", probe="p", seq=seq, ts=float(seq), rtt_ms=rtt))
@@ -14,7 +14,7 @@ import math
 
 import msgspec
 
-from migwatch.records import ClockSample, PingSample
+from migwatch.contract.records import ClockSample, PingSample
 
 
 class ChartWindow(msgspec.Struct, kw_only=True, omit_defaults=True):

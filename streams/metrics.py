@@ -6,7 +6,7 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from migwatch.records import AlertState
+from migwatch.contract.records import AlertState
 
 
 class WorkerMetrics:

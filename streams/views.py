@@ -8,9 +8,9 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from migwatch.config import WorkerSettings
+from migwatch.contract.config import WorkerSettings
 from migwatch.streams.metrics import WorkerMetrics
-from migwatch.streams.shards import Shards
+from migwatch.streams.partitions import Partitions
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -21,12 +21,12 @@ def fleet_page() -> str:
     return PAGE.read_text(encoding="utf-8")
 
 
-def status(settings: WorkerSettings, shards: Shards) -> dict[str, Any]:
+def status(settings: WorkerSettings, shards: Partitions) -> dict[str, Any]:
     """``/status``: every target's state, likelihood, last RTT, baseline, clock offset and last alert."""
     return {"worker": settings.name, "targets": shards.status()}
 
 
-def chart(settings: WorkerSettings, shards: Shards, target: str) -> tuple[dict[str, Any], int]:
+def chart(settings: WorkerSettings, shards: Partitions, target: str) -> tuple[dict[str, Any], int]:
     """``/targets/<id>/chart``: the chart's points and the HTTP status (404 for a target not watched here)."""
     points = shards.chart(target, settings.chart_windows)
     if points is None:
@@ -34,7 +34,7 @@ def chart(settings: WorkerSettings, shards: Shards, target: str) -> tuple[dict[s
     return {"target": target, "points": points}, 200
 
 
-def metrics(registry: WorkerMetrics, shards: Shards) -> tuple[bytes, str]:
+def metrics(registry: WorkerMetrics, shards: Partitions) -> tuple[bytes, str]:
     """``/metrics``: the Prometheus text and its content type."""
     registry.targets.set(shards.target_count())
     return generate_latest(registry.registry), CONTENT_TYPE_LATEST

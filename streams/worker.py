@@ -8,10 +8,10 @@ import faust
 from kafka.admin import NewTopic
 from mode.utils.times import want_seconds
 
-from migwatch import kafka_clients
-from migwatch.config import Config
+from migwatch.contract.config import Config
+from migwatch.kafka_io import clients
+from migwatch.kafka_io.topic_admin import create_missing, ensure_topics
 from migwatch.streams.app import create_app
-from migwatch.topics import create_missing, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def prepare_topics(config: Config, app: faust.App) -> None:
     600 topics: a new worker dead-lettered all its first samples).
     """
     kafka = config.kafka
-    admin = kafka_clients.admin(kafka)
+    admin = clients.admin(kafka)
     try:
         ensure_topics(admin, kafka.topic_prefix, kafka.partitions)
         create_missing(admin, changelog_topics(app))

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import settings
 from kafka import KafkaAdminClient
 
-from migwatch.local_kafka import DEFAULT_PORT, LocalKafka
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io.topic_admin import ensure_topics
+from migwatch_dev.local_kafka import DEFAULT_PORT, LocalKafka
 
 TEST_PARTITIONS = 3
 

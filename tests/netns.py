@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from migwatch.lab.netns import sh
+from migwatch_dev.lab.netns import sh
 
 
 @dataclass(frozen=True)

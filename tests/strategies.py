@@ -7,7 +7,7 @@ from datetime import UTC
 import msgspec
 from hypothesis import strategies as st
 
-from migwatch.records import (
+from migwatch.contract.records import (
     MAX_DURATION_MS,
     MAX_TS,
     Alert,

@@ -16,7 +16,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from migwatch.lab.processes import stop
+from migwatch_dev.lab.processes import stop
 from tests.conftest import free_port_pair
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from migwatch.config import ConfigError, load, parse
+from migwatch.contract.config import ConfigError, load, parse
 
 # The minimal config of CONTRACT section 5, which every verb must accept.
 MINIMAL = """

@@ -11,7 +11,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migwatch.config import Config, ConfigError, ConfigTarget, parse
+from migwatch.contract.config import Config, ConfigError, ConfigTarget, parse
 
 SECTIONS = {field.name: field.type for field in msgspec.structs.fields(Config) if field.name != "targets"}
 FIELDS = [(section, field.name) for section, kind in SECTIONS.items() for field in msgspec.structs.fields(kind)]

@@ -1,4 +1,4 @@
-"""The README's first command ends in `python -m migwatch.demo`: a QEMU guest of the lab, watched by a real
+"""The README's first command ends in `python -m migwatch_dev.demo`: a QEMU guest of the lab, watched by a real
 probe and worker through the local Kafka, is live-migrated; the demo must show the confirmed alert, nothing
 above suspected for the bulk copy before it, the page address, and leave no topic or namespace behind."""
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.kafka
 def test_the_demo_shows_a_real_live_migration_confirmed(kafka_bootstrap: str, kafka_admin: KafkaAdminClient) -> None:
     before, namespaces = set(kafka_admin.list_topics()), lab_namespaces()
     result = subprocess.run(
-        [sys.executable, "-m", "migwatch.demo", "--bootstrap", kafka_bootstrap, "--port", str(free_port_pair()),
+        [sys.executable, "-m", "migwatch_dev.demo", "--bootstrap", kafka_bootstrap, "--port", str(free_port_pair()),
          "--lab", "qemu"],
         capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL, check=False,
     )  # fmt: skip

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migwatch.detectors.fleet import Fleet
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import Alert, ClockSample, FieldError, PingSample, Target
 from migwatch.detectors.ping import PingHeuristic
-from migwatch.detectors.settings import DEFAULTS, Settings
 from migwatch.detectors.target import TargetDetector
+from migwatch.detectors.target_group import TargetGroup
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
-from migwatch.records import Alert, ClockSample, PingSample, RecordError, Target
-from migwatch.synthetic import Episode, generate
+from migwatch_dev.synthetic import Episode, generate
 
 T0 = 1_764_180_000.0
 
@@ -149,7 +149,7 @@ def test_the_vms_own_ntp_stepping_towards_the_probe_is_not_a_lag() -> None:
 
 
 def test_a_step_of_the_probes_own_clock_is_common_mode_and_raises_nothing() -> None:
-    fleet = Fleet()
+    fleet = TargetGroup()
     alerts: list[Alert] = []
     names = [f"vm-{i}" for i in range(6)]
     for t in range(0, 600, 30):
@@ -160,7 +160,7 @@ def test_a_step_of_the_probes_own_clock_is_common_mode_and_raises_nothing() -> N
 
 
 def test_one_target_lagging_among_many_is_confirmed_after_the_common_mode_wait() -> None:
-    fleet = Fleet()
+    fleet = TargetGroup()
     alerts: list[Alert] = []
     names = [f"vm-{i}" for i in range(6)]
     for t in range(0, 600, 30):
@@ -174,8 +174,8 @@ def test_one_target_lagging_among_many_is_confirmed_after_the_common_mode_wait()
 # --------------------------------------------------------------------------------------------------- fusion
 
 
-def _run(samples: list[PingSample | ClockSample], fleet: Fleet | None = None) -> list[Alert]:
-    fleet = fleet or Fleet()
+def _run(samples: list[PingSample | ClockSample], fleet: TargetGroup | None = None) -> list[Alert]:
+    fleet = fleet or TargetGroup()
     return [alert for sample in samples for alert in fleet.update(sample)]
 
 
@@ -237,7 +237,7 @@ def test_a_watched_hypervisor_with_the_same_pattern_is_named_as_the_source() -> 
     ]
     samples, _ = generate(episodes, ["vm-1", "hv-1", "hv-2"], 700)
     plain = _run(samples)
-    fleet = Fleet(
+    fleet = TargetGroup(
         targets=[
             Target(id="vm-1", address="10.0.0.0", hosts=["hv-1", "hv-2"]),
             Target(id="hv-1", address="10.0.0.1", kind="host"),
@@ -291,16 +291,16 @@ def test_no_sequence_crashes_and_state_survives_json(samples: list, sort: bool) 
 
 def test_fleet_snapshot_restores_every_target() -> None:
     samples, _ = generate([Episode("migration", "vm-1", 300, copy_s=30)], ["vm-1", "vm-2", "vm-3"], 900)
-    fleet = Fleet()
+    fleet = TargetGroup()
     head = _run(samples[: len(samples) // 2], fleet)
-    restored = Fleet.restore(fleet.snapshot())
+    restored = TargetGroup.restore(fleet.snapshot())
     assert head and _run(samples[len(samples) // 2 :], restored) == _run(samples[len(samples) // 2 :], fleet)
 
 
 def test_settings_are_validated() -> None:
-    with pytest.raises(RecordError, match=r"^mean_k: must be > 0, got -1"):
-        Settings(mean_k=-1)
-    assert Settings(window_s=10).window_s == 10
+    with pytest.raises(FieldError, match=r"^mean_k: must be > 0, got -1"):
+        DetectorSettings(mean_k=-1)
+    assert DetectorSettings(window_s=10).window_s == 10
 
 
 # ------------------------------------------------------------------------------------------------- clock skew

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import doctest
 import importlib
-import pkgutil
 
 import pytest
+from layout import DEV, PRODUCT, modules
 
-# The folders probes/, streams/, detectors/ and deploy/lab/ install as these subpackages (pyproject package-dir).
-PACKAGES = ["migwatch", "migwatch.probes", "migwatch.streams", "migwatch.detectors", "migwatch.lab"]
-MODULES = sorted(
-    {
-        info.name
-        for package in PACKAGES
-        for info in pkgutil.walk_packages(importlib.import_module(package).__path__, prefix=f"{package}.")
-    }
-    | set(PACKAGES)
-)
+MODULES = modules(PRODUCT) + modules(DEV)
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -32,4 +23,9 @@ def test_modules_with_examples_are_found() -> None:
     with_examples = {
         name for name in MODULES if any(test.examples for test in finder.find(importlib.import_module(name)))
     }
-    assert {"migwatch.records", "migwatch.trace", "migwatch.config", "migwatch.lab.scenario"} <= with_examples
+    assert {
+        "migwatch.contract.records",
+        "migwatch.contract.trace",
+        "migwatch.contract.config",
+        "migwatch_dev.lab.scenario",
+    } <= with_examples

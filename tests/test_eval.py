@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from migwatch.records import Alert, decode
-from migwatch.synthetic import Episode, generate
-from migwatch.trace import TraceWriter, write_labels
+from migwatch.contract.labels import write_labels
+from migwatch.contract.records import Alert, decode
+from migwatch.contract.trace import TraceWriter
+from migwatch_dev.synthetic import Episode, generate
 
 MIGRATIONS = [
     Episode("migration", "vm-00", 400, copy_s=20, downtime_s=0.5),

@@ -27,13 +27,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from migwatch import kafka_clients
-from migwatch.config import KafkaSettings
-from migwatch.local_kafka import LocalKafka
+from migwatch.contract.config import KafkaSettings
+from migwatch.contract.records import Alert, PingSample, decode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io import clients
+from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch.probes.publisher import Publisher
-from migwatch.records import Alert, PingSample, decode
-from migwatch.synthetic import START_TS, Episode, generate
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch_dev.local_kafka import LocalKafka
+from migwatch_dev.synthetic import START_TS, Episode, generate
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, probe_process, read_all, worker_env
@@ -76,7 +77,7 @@ def test_a_broker_outage_loses_no_sample_and_no_alert(own_broker: LocalKafka, fa
     bootstrap = own_broker.bootstrap
     names = TopicNames(f"faults-{uuid.uuid4().hex[:6]}.")
     settings = KafkaSettings(bootstrap=bootstrap, topic_prefix=names.prefix, partitions=PARTITIONS)
-    admin = kafka_clients.admin(settings)
+    admin = clients.admin(settings)
     ensure_topics(admin, names.prefix, PARTITIONS)
     admin.close()
     env = worker_env(bootstrap, names.prefix, PARTITIONS, tmp_path, f"faults-{uuid.uuid4().hex[:6]}")

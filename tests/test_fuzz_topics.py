@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaAdminClient, KafkaProducer
 
-from migwatch.records import MAX_DURATION_MS, DeadLetter, decode
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch.contract.records import MAX_DURATION_MS, DeadLetter, decode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io.topic_admin import ensure_topics
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, probe_process, read_all, worker_env
 from tests.test_streams import PARTITIONS, counted

@@ -19,12 +19,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from migwatch.config import parse
-from migwatch.lab.processes import stop
-from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Target, decode, encode
+from migwatch.contract.config import parse
+from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Target, decode, encode
+from migwatch.contract.topics import TOPICS, TopicNames
+from migwatch.kafka_io.topic_admin import TopicLayoutError, cleanup_policies, ensure_topics
 from migwatch.streams.app import create_app
 from migwatch.streams.worker import prepare_topics
-from migwatch.topics import TOPICS, TopicLayoutError, TopicNames, cleanup_policies, ensure_topics
+from migwatch_dev.lab.processes import stop
 from tests.conftest import TEST_PARTITIONS
 from tests.test_records import CONTRACT_EXAMPLES
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from migwatch import kafka_clients
-from migwatch.config import KafkaSettings, load
-from migwatch.local_kafka import LocalKafka, SaslSslListener
-from migwatch.records import PingSample, encode
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch.contract.config import KafkaSettings, load
+from migwatch.contract.records import PingSample, encode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io import clients
+from migwatch.kafka_io.topic_admin import ensure_topics
+from migwatch_dev.local_kafka import LocalKafka, SaslSslListener
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker
@@ -105,13 +106,13 @@ def migwatch(tmp_path: Path, env: dict[str, str], *verb: str) -> subprocess.Comp
 def test_kafka_python_clients_work_over_sasl_ssl(secure_broker: str, pki: Path, tmp_path: Path) -> None:
     kafka = settings(tmp_path, secure_env(secure_broker, pki))
     names = TopicNames(f"sec-{uuid.uuid4().hex[:6]}.")
-    admin = kafka_clients.admin(kafka)
+    admin = clients.admin(kafka)
     ensure_topics(admin, names.prefix, 1)
     admin.close()
-    producer = kafka_clients.producer(kafka)
+    producer = clients.producer(kafka)
     producer.send(names.alerts, key=b"vm-1", value=b'{"hello": 1}').get(timeout=30)
     producer.close()
-    consumer = kafka_clients.consumer(kafka, names.alerts, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    consumer = clients.consumer(kafka, names.alerts, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
     assert [m.value for m in consumer] == [b'{"hello": 1}']
     consumer.close()
 
@@ -139,7 +140,7 @@ def test_the_stream_worker_runs_over_sasl_ssl(secure_broker: str, pki: Path, tmp
     env = secure_env(secure_broker, pki)
     names = TopicNames(f"secw-{uuid.uuid4().hex[:6]}.")
     kafka = settings(tmp_path, env)
-    admin = kafka_clients.admin(kafka)
+    admin = clients.admin(kafka)
     ensure_topics(admin, names.prefix, 1)
     admin.close()
     config = tmp_path / "worker.toml"
@@ -148,7 +149,7 @@ def test_the_stream_worker_runs_over_sasl_ssl(secure_broker: str, pki: Path, tmp
                            "MIGWATCH_KAFKA_PARTITIONS": "1", "MIGWATCH_WORKER_APP_ID": f"secw-{uuid.uuid4().hex[:6]}"},
                           "worker-sasl", tmp_path)  # fmt: skip
     try:
-        producer = kafka_clients.producer(kafka)
+        producer = clients.producer(kafka)
         now = time.time()
         for seq in range(20):
             sample = PingSample(target="vm-sec", address="192.0.2.10", probe="p", ts=now - 20 + seq, seq=seq,

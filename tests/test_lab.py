@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from migwatch.lab.emulated_lab import EmulatedLab
-from migwatch.lab.errors import LabError
-from migwatch.lab.qemu_lab import QemuLab
-from migwatch.lab.scenario import load, parse, scenario_names
-from migwatch.lab.targets import VM_ID
+from migwatch_dev.lab.emulated_lab import EmulatedLab
+from migwatch_dev.lab.errors import LabError
+from migwatch_dev.lab.qemu_lab import QemuLab
+from migwatch_dev.lab.scenario import load, parse, scenario_names
+from migwatch_dev.lab.targets import VM_ID
 from tests.processes import wait_for
 
 SCENARIO = {"v": 1, "steps": [

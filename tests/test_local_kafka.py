@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from migwatch.local_kafka import LocalKafka, LocalKafkaError, _cluster_id
+from migwatch_dev.local_kafka import LocalKafka, LocalKafkaError, _cluster_id
 from tests.conftest import free_port_pair
 
 pytestmark = pytest.mark.kafka
@@ -72,7 +72,11 @@ def test_fetch_reuses_the_cache() -> None:
     broker.fetch()
     assert broker.fetch() == 0.0
     result = subprocess.run(
-        [sys.executable, "-m", "migwatch.local_kafka", "fetch"], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "migwatch_dev.local_kafka", "fetch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0 and result.stdout.endswith("(cached)\n")
 

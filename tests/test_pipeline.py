@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from migwatch.lab.chrony import chrony_server
-from migwatch.lab.emulated_lab import BASE_DELAY_MS, end_copy, start_copy, switch
-from migwatch.lab.link_emulator import EmulatedLink, emulated_link
-from migwatch.records import Alert, decode
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch.contract.records import Alert, decode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io.topic_admin import ensure_topics
+from migwatch_dev.lab.chrony import chrony_server
+from migwatch_dev.lab.emulated_lab import BASE_DELAY_MS, end_copy, start_copy, switch
+from migwatch_dev.lab.link_emulator import EmulatedLink, emulated_link
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, probe_process, read_all, worker_env

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from migwatch.lab.netns import sh
+from migwatch_dev.lab.netns import sh
 
 TARGETS = 400
 SECONDS = 24.0

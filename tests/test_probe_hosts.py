@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from migwatch.lab.chrony import chrony_server
-from migwatch.lab.link_emulator import emulated_link
+from migwatch_dev.lab.chrony import chrony_server
+from migwatch_dev.lab.link_emulator import emulated_link
 from tests.netns import Link, link
 
 ECHO = """
@@ -116,9 +116,9 @@ def test_ntp_offset_follows_a_real_chrony_server(hosts: Link, tmp_path: Path) ->
 
 TIMEOUTS = """
 import asyncio, json, time
-from migwatch.config import ProbeSettings
+from migwatch.contract.config import ProbeSettings
 from migwatch.probes.scheduler import Scheduler
-from migwatch.records import Target
+from migwatch.contract.records import Target
 waited = {{}}
 def sink(sample):
     waited.setdefault(sample.target, []).append(time.time() - sample.ts)

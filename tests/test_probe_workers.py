@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from migwatch.lab.processes import stop
-from migwatch.records import PingSample, Target, decode, encode
-from migwatch.topics import ensure_topics
+from migwatch.contract.records import PingSample, Target, decode, encode
+from migwatch.kafka_io.topic_admin import ensure_topics
+from migwatch_dev.lab.processes import stop
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
 

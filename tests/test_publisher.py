@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 
-from migwatch.config import KafkaSettings, ProbeSettings
-from migwatch.local_kafka import LocalKafka
+from migwatch.contract.config import KafkaSettings, ProbeSettings
+from migwatch.contract.records import PingSample, Target, decode
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch.probes.publisher import Publisher
 from migwatch.probes.scheduler import Scheduler
-from migwatch.records import PingSample, Target, decode
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch_dev.local_kafka import LocalKafka
 
 pytestmark = pytest.mark.kafka
 

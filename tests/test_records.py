@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migwatch.records import (
+from migwatch.contract.records import (
     Alert,
     ClockSample,
     DeadLetter,
     Feedback,
+    FieldError,
     PingSample,
-    RecordError,
     Target,
     decode,
     encode,
@@ -103,7 +103,7 @@ def _with(base: dict, **changes: object) -> bytes:
     ],
 )
 def test_a_bad_field_is_named_with_its_value(kind: type, raw: bytes, message: str) -> None:
-    with pytest.raises(RecordError) as caught:
+    with pytest.raises(FieldError) as caught:
         decode(kind, raw)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
@@ -112,16 +112,16 @@ def test_a_bad_field_is_named_with_its_value(kind: type, raw: bytes, message: st
 def test_nested_alert_errors_name_the_full_path() -> None:
     document = json.loads(json.dumps(CONTRACT_EXAMPLES[Alert]))
     document["migwatch"]["evidence"]["learner_score"] = 3.0
-    with pytest.raises(RecordError, match=r"^migwatch\.evidence\.learner_score: must be <= 1 or null, got 3\.0"):
+    with pytest.raises(FieldError, match=r"^migwatch\.evidence\.learner_score: must be <= 1 or null, got 3\.0"):
         decode(Alert, json.dumps(document))
     document["migwatch"]["evidence"]["learner_score"] = None
     document["event"]["severity"] = 9
-    with pytest.raises(RecordError, match=r"^event\.severity: must be between 1 and 4, got 9"):
+    with pytest.raises(FieldError, match=r"^event\.severity: must be between 1 and 4, got 9"):
         decode(Alert, json.dumps(document))
 
 
 def test_records_built_in_code_are_validated_too() -> None:
-    with pytest.raises(RecordError, match=r"^rtt_ms: must be a finite number or null, got nan"):
+    with pytest.raises(FieldError, match=r"^rtt_ms: must be a finite number or null, got nan"):
         PingSample(target="a", address="192.0.2.1", probe="p", seq=0, ts=1.0, rtt_ms=math.nan)
 
 
@@ -167,7 +167,7 @@ def test_any_json_is_a_record_or_a_record_error(kind: type) -> None:
     def check(raw: str | bytes) -> None:
         try:
             decode(kind, raw)
-        except RecordError as error:
+        except FieldError as error:
             assert str(error) and "\n" not in str(error)
 
     check()

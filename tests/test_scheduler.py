@@ -9,10 +9,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from migwatch.config import ProbeSettings
-from migwatch.probes.scheduler import Sample, Scheduler
-from migwatch.records import ClockSample, PingSample, Target
-from migwatch.trace import read_trace
+from migwatch.contract.config import ProbeSettings
+from migwatch.contract.records import ClockSample, PingSample, Sample, Target
+from migwatch.contract.trace import read_trace
+from migwatch.probes.scheduler import Scheduler
 from tests.ntp_responder import NtpResponder
 
 

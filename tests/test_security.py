@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from migwatch.config import parse
-from migwatch.records import (
+from migwatch.contract.config import parse
+from migwatch.contract.records import (
     DEAD_LETTER_PAYLOAD_BYTES,
     MAX_RECORD_BYTES,
     DeadLetter,
+    FieldError,
     PingSample,
-    RecordError,
     decode,
     encode,
 )
@@ -50,7 +50,7 @@ def test_the_worker_reads_and_keeps_raw_bytes_only() -> None:
 
 
 def test_an_oversized_message_is_refused_before_it_is_parsed() -> None:
-    with pytest.raises(RecordError, match=rf"value: {MAX_RECORD_BYTES + 1} bytes, more than a record may have"):
+    with pytest.raises(FieldError, match=rf"value: {MAX_RECORD_BYTES + 1} bytes, more than a record may have"):
         decode(PingSample, b" " * (MAX_RECORD_BYTES + 1))
 
 

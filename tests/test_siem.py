@@ -8,9 +8,9 @@ import json
 import msgspec
 import pytest
 
-from migwatch.detectors.fleet import Fleet
-from migwatch.records import Alert, RecordError, decode
-from migwatch.synthetic import Episode, generate
+from migwatch.contract.records import Alert, FieldError, decode
+from migwatch.detectors.target_group import TargetGroup
+from migwatch_dev.synthetic import Episode, generate
 from tests.siem import alert_schema_validator
 from tests.test_records import CONTRACT_EXAMPLES
 
@@ -25,7 +25,7 @@ def test_the_contract_example_and_every_detector_alert_are_valid() -> None:
          Episode("ttl-change", "vm-2", 200.0)],
         targets=["vm-1", "vm-2", "vm-3"], duration_s=600.0,
     )  # fmt: skip
-    fleet = Fleet()
+    fleet = TargetGroup()
     alerts = [alert for sample in samples for alert in fleet.update(sample)]
     assert {a.migwatch.state for a in alerts} >= {"suspected", "likely", "confirmed", "cleared"}
     for alert in alerts:
@@ -52,7 +52,7 @@ def test_what_the_record_refuses_the_schema_refuses(path: str, value: object) ->
     for name in parents:
         node = node[name]
     node[leaf] = value
-    with pytest.raises(RecordError):
+    with pytest.raises(FieldError):
         decode(Alert, json.dumps(document))
     assert list(alert_schema_validator().iter_errors(document))
 
@@ -60,6 +60,6 @@ def test_what_the_record_refuses_the_schema_refuses(path: str, value: object) ->
 def test_a_missing_required_field_is_refused_by_both() -> None:
     document = json.loads(json.dumps(CONTRACT_EXAMPLE))
     del document["migwatch"]["detected_ts"]
-    with pytest.raises(RecordError):
+    with pytest.raises(FieldError):
         decode(Alert, json.dumps(document))
     assert list(alert_schema_validator().iter_errors(document))

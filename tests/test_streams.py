@@ -21,10 +21,11 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.partitioner.default import murmur2
 
-from migwatch.detectors.fleet import Fleet
-from migwatch.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, decode, encode
-from migwatch.synthetic import START_TS, Episode, generate
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, decode, encode
+from migwatch.contract.topics import TopicNames
+from migwatch.detectors.target_group import TargetGroup
+from migwatch.kafka_io.topic_admin import ensure_topics
+from migwatch_dev.synthetic import START_TS, Episode, generate
 from tests.processes import wait_for
 from tests.siem import alert_schema_validator
 from tests.stream_workers import StreamWorker, read_all, worker_env
@@ -53,12 +54,12 @@ def partition_of(key: str) -> int:
 
 
 def expected_alerts(samples: list, observer: str) -> list[Alert]:
-    """What the detectors raise with one Fleet per partition, as the worker keeps them."""
-    fleets: dict[int, Fleet] = {}
+    """What the detectors raise with one TargetGroup per partition, as the worker keeps them."""
+    fleets: dict[int, TargetGroup] = {}
     alerts: list[Alert] = []
     for sample in samples:
         partition = partition_of(sample.target)
-        alerts += fleets.setdefault(partition, Fleet(observer=observer)).update(sample)
+        alerts += fleets.setdefault(partition, TargetGroup(observer=observer)).update(sample)
     return alerts
 
 

@@ -10,18 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migwatch.records import ClockSample, PingSample
-from migwatch.trace import (
-    Labels,
-    MigrationLabel,
-    TraceError,
-    TraceWriter,
-    encode_line,
-    iter_lines,
-    read_labels,
-    read_trace,
-    write_labels,
-)
+from migwatch.contract.labels import Labels, MigrationLabel, read_labels, write_labels
+from migwatch.contract.records import ClockSample, PingSample
+from migwatch.contract.trace import TraceError, TraceWriter, encode_line, iter_lines, read_trace
 from tests.strategies import clocks, pings
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from migwatch.lab.chrony import chrony_server
-from migwatch.lab.emulated_lab import BASE_DELAY_MS, start_copy, switch
-from migwatch.lab.link_emulator import EmulatedLink, emulated_link
-from migwatch.lab.processes import stop
-from migwatch.records import Alert, decode
+from migwatch.contract.records import Alert, decode
+from migwatch_dev.lab.chrony import chrony_server
+from migwatch_dev.lab.emulated_lab import BASE_DELAY_MS, start_copy, switch
+from migwatch_dev.lab.link_emulator import EmulatedLink, emulated_link
+from migwatch_dev.lab.processes import stop
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
 

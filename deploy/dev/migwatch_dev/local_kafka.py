@@ -35,7 +35,7 @@ READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 
 _POM = """<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by migwatch.local_kafka to fetch Apache Kafka's jars; nothing is built. -->
+<!-- Written by migwatch_dev.local_kafka to fetch Apache Kafka's jars; nothing is built. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>io.migwatch</groupId>
@@ -57,7 +57,7 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
 </project>
 """
 
-_SERVER_PROPERTIES = """# Written by migwatch.local_kafka: one KRaft node, broker and controller in one process.
+_SERVER_PROPERTIES = """# Written by migwatch_dev.local_kafka: one KRaft node, broker and controller in one process.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
@@ -297,7 +297,7 @@ class LocalKafka:
         from kafka.errors import KafkaError
 
         # Refused connections are expected here; quiet them for this call only, since other clients in the
-        # process read kafka-python's warnings for the reason a connection failed (kafka_clients).
+        # process read kafka-python's warnings for the reason a connection failed (migwatch.kafka_io.clients).
         kafka_log = logging.getLogger("kafka")
         level = kafka_log.level
         kafka_log.setLevel(logging.CRITICAL)
@@ -447,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
 def _print_topics(broker: LocalKafka, prefix: str, partitions: int) -> None:
     from kafka import KafkaAdminClient
 
-    from migwatch.topics import TopicLayoutError, ensure_topics
+    from migwatch.kafka_io.topic_admin import TopicLayoutError, ensure_topics
 
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:

@@ -7,8 +7,8 @@ steps, and counts only if fewer than ``common_fraction`` of the NTP targets (and
 corroborate its ping pattern when one of them shows a pattern at the same time: that host is named as the
 likely source.
 
-    >>> from migwatch.records import ClockSample
-    >>> fleet = Fleet()
+    >>> from migwatch.contract.records import ClockSample
+    >>> fleet = TargetGroup()
     >>> def clock(target, t, offset):
     ...     return ClockSample(target=target, address="192.0.2.1", probe="p", ts=float(t), offset_ms=offset,
     ...                        delay_ms=0.2)
@@ -28,10 +28,10 @@ from typing import Any
 
 import msgspec
 
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Target
 from migwatch.detectors.learners import FeedbackClassifier, WindowScorer, alert_features
-from migwatch.detectors.settings import DEFAULTS, Settings
 from migwatch.detectors.target import TargetDetector
-from migwatch.records import Alert, ClockSample, Feedback, PingSample, Target
 
 # Alerts whose features are kept for the analysts' verdicts to come; the oldest are forgotten first.
 REMEMBERED_ALERTS = 10_000
@@ -44,12 +44,12 @@ class CommonMode(msgspec.Struct, kw_only=True, omit_defaults=True):
     clock_ts: dict[str, float] = {}
 
 
-class Fleet:
+class TargetGroup:
     """Per-target detectors by target id; ``update(sample) -> list[Alert]``."""
 
     def __init__(
         self,
-        settings: Settings = DEFAULTS,
+        settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
         targets: Iterable[Target] = (),
         remembered_alerts: int = REMEMBERED_ALERTS,
@@ -161,11 +161,11 @@ class Fleet:
     def restore(
         cls,
         raw: bytes,
-        settings: Settings = DEFAULTS,
+        settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
         targets: Iterable[Target] = (),
         remembered_alerts: int = REMEMBERED_ALERTS,
-    ) -> Fleet:
+    ) -> TargetGroup:
         state = msgspec.json.decode(raw, type=_FleetState)
         fleet = cls(settings, observer, targets, remembered_alerts)
         fleet.detectors, fleet.common = state.detectors, state.common

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from migwatch.lab.netns import sh
+from migwatch_dev.lab.netns import sh
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001

@@ -1,15 +1,15 @@
 """Every threshold of the detectors, by name, with defaults that work untuned at a 1 s ping interval and a
 30 s NTP interval.
 
-Settings are immutable and come with each call to a per-target detector, so that all targets share one
-Settings object and their JSON state holds data only.
+The settings are immutable and come with each call to a per-target detector, so that all targets share one
+settings object and their JSON state holds data only. They are part of the config (``[detectors]``).
 
     >>> DEFAULTS.window_s, DEFAULTS.lag_min_ms
     (5.0, 2.0)
-    >>> Settings(window_s=0)
+    >>> DetectorSettings(window_s=0)
     Traceback (most recent call last):
     ...
-    migwatch.records.RecordError: window_s: must be > 0, got 0
+    migwatch.contract.records.FieldError: window_s: must be > 0, got 0
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Literal
 
 import msgspec
 
-from migwatch.records import RecordError
+from migwatch.contract.records import FieldError
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Detector thresholds. RTT figures are milliseconds, times are seconds of event time."""
 
     # --- RTT baseline (robust, per target)
@@ -69,10 +69,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         for field in msgspec.structs.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, int | float) and not value > 0:
-                raise RecordError(f"{field.name}: must be > 0, got {value!r}")
+                raise FieldError(f"{field.name}: must be > 0, got {value!r}")
         for name in ("common_fraction", "feedback_likely_p"):
             if getattr(self, name) > 1:
-                raise RecordError(f"{name}: must be <= 1, got {getattr(self, name)!r}")
+                raise FieldError(f"{name}: must be <= 1, got {getattr(self, name)!r}")
 
 
-DEFAULTS = Settings()
+DEFAULTS = DetectorSettings()

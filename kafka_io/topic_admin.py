@@ -1,4 +1,4 @@
-"""The Kafka topics of CONTRACT section 1, created up front and idempotently.
+"""The contract's topics on a broker: created up front and idempotently, their layout checked.
 
 Every keyed topic gets the same partition count: ``ping`` and ``ntp`` are joined per target
 (co-partitioned), and Faust refuses a source topic whose count differs from its tables' changelogs
@@ -8,42 +8,16 @@ Every keyed topic gets the same partition count: ``ping`` and ``ntp`` are joined
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Literal
 
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-# name -> cleanup.policy. `targets` is compacted: the latest Target per id, null removes it.
-TOPICS: dict[str, Literal["compact", "delete"]] = {
-    "targets": "compact",
-    "ping": "delete",
-    "ntp": "delete",
-    "alerts": "delete",
-    "feedback": "delete",
-    "deadletter": "delete",
-}
+from migwatch.contract.topics import TopicNames
 
 
 class TopicLayoutError(RuntimeError):
     """A topic exists with a layout that the pipeline cannot use."""
-
-
-@dataclass(frozen=True)
-class TopicNames:
-    """The full topic names for one prefix (CONTRACT: configurable, default ``migwatch.``)."""
-
-    prefix: str = "migwatch."
-
-    def __getattr__(self, name: str) -> str:
-        if name in TOPICS:
-            return self.prefix + name
-        raise AttributeError(name)
-
-    def all(self) -> dict[str, str]:
-        """Full topic name -> cleanup policy."""
-        return {self.prefix + name: policy for name, policy in TOPICS.items()}
 
 
 def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, replication: int = 1) -> dict[str, str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from migwatch.lab.errors import LabError
-from migwatch.lab.unix_socket import connect
+from migwatch_dev.lab.errors import LabError
+from migwatch_dev.lab.unix_socket import connect
 
 
 class Console:

@@ -23,13 +23,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migwatch.lab.console import Console
-from migwatch.lab.errors import LabError
-from migwatch.lab.guest import NIC_DEVICE, GuestImage, build
-from migwatch.lab.netns import in_ns, sh
-from migwatch.lab.processes import stop
-from migwatch.lab.qmp import Qmp
-from migwatch.lab.targets import VM_ID
+from migwatch_dev.lab.console import Console
+from migwatch_dev.lab.errors import LabError
+from migwatch_dev.lab.guest import NIC_DEVICE, GuestImage, build
+from migwatch_dev.lab.netns import in_ns, sh
+from migwatch_dev.lab.processes import stop
+from migwatch_dev.lab.qmp import Qmp
+from migwatch_dev.lab.targets import VM_ID
 
 GUEST_MEMORY_MB = 512
 _MIGRATION_PORT = 4444

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from migwatch.lab.errors import LabError
-from migwatch.lab.processes import stop
+from migwatch_dev.lab.errors import LabError
+from migwatch_dev.lab.processes import stop
 
 _SAMPLE = struct.Struct("@qqdiiii")  # chrony's struct sock_sample: timeval, offset, pulse, leap, pad, magic
 _MAGIC = 0x534F434B

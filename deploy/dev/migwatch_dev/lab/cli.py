@@ -23,12 +23,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from migwatch.lab.emulated_lab import EmulatedLab, emulated_lab
-from migwatch.lab.errors import LabError
-from migwatch.lab.processes import stop
-from migwatch.lab.qemu_lab import QemuLab, qemu_lab
-from migwatch.lab.scenario import Labels, load, play, scenario_names
-from migwatch.lab.targets import write_config
+from migwatch.contract.labels import Labels
+from migwatch_dev.lab.emulated_lab import EmulatedLab, emulated_lab
+from migwatch_dev.lab.errors import LabError
+from migwatch_dev.lab.processes import stop
+from migwatch_dev.lab.qemu_lab import QemuLab, qemu_lab
+from migwatch_dev.lab.scenario import load, play, scenario_names
+from migwatch_dev.lab.targets import write_config
 
 MODES: dict[str, type] = {"qemu": QemuLab, "emulated": EmulatedLab}
 # The corpus of issue #6: three migration settings and the benign episodes, each watched at 1 s and 100 ms.
@@ -80,7 +81,7 @@ def run_scenario(mode: str, scenario: str, folder: Path, intervals: list[float],
     with open_lab(mode, folder) as lab, recorders(folder, lab.addresses, intervals, ntp_interval_s):
         print(f"lab ({mode}) up in {time.monotonic() - began:.0f} s: " +
               ", ".join(f"{name} {address}" for name, address in lab.addresses.items()), flush=True)  # fmt: skip
-        labels = play(lab, steps, Labels(folder / "labels.json"), report=lambda line: print(line, flush=True))
+        labels = play(lab, steps, folder / "labels.json", report=lambda line: print(line, flush=True))
     print(f"{folder}: {len(labels.migrations)} migrations, {len(labels.benign)} benign episodes "
           f"in {time.monotonic() - began:.0f} s")  # fmt: skip
     return labels
@@ -88,9 +89,9 @@ def run_scenario(mode: str, scenario: str, folder: Path, intervals: list[float],
 
 def score(folder: Path) -> dict[str, Any]:
     """``migwatch eval`` of every trace of one run against its labels."""
+    from migwatch.contract.labels import read_labels
     from migwatch.detectors.evaluate import score as evaluate
     from migwatch.replay import replay
-    from migwatch.trace import read_labels
 
     labels = read_labels(folder / "labels.json")
     results = {}

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from migwatch.config import KafkaSettings
+from migwatch.contract.config import KafkaSettings
 
 Client = TypeVar("Client")
 

@@ -1,16 +1,16 @@
-"""The stream worker's working state: one detector Fleet per Kafka partition, checkpointed to tables.
+"""The stream worker's working state: one detector TargetGroup per Kafka partition, checkpointed to tables.
 
 Faust tables make state durable: a write goes to a changelog topic that a worker replays when it takes the
 partition over. A write costs about half a millisecond in Faust on our machines, many times the detectors'
-work on a sample, so each partition's Fleet is kept in memory and a target's row is written only when its
+work on a sample, so each partition's TargetGroup is kept in memory and a target's row is written only when its
 alert state changes or ``checkpoint_s`` of event time has passed; the fleet-wide part of a partition
 (common-mode record, learners, remembered alerts) is written on the same clock. Chart windows are written
 once, when they close. After a crash a target resumes from its last checkpoint and Faust replays the
 samples after the last committed offset.
 
-    >>> from migwatch.records import PingSample
+    >>> from migwatch.contract.records import PingSample
     >>> tables = MemoryTables()
-    >>> shards = Shards(tables, checkpoint_s=30.0)
+    >>> shards = Partitions(tables, checkpoint_s=30.0)
     >>> def ping(t):
     ...     return PingSample(target="vm-1", address="192.0.2.1", probe="p", seq=t, ts=float(t), rtt_ms=0.4)
     >>> alerts = shards.update(0, [ping(t) for t in range(10)])
@@ -19,7 +19,7 @@ samples after the last committed offset.
     >>> _ = shards.update(0, [ping(t) for t in range(10, 60)])
     >>> shards.checkpoint(0), sorted(tables.targets)   # then its row, and the fleet-wide part again
     (2, ['vm-1'])
-    >>> shards.drop([0]); Shards(tables).update(0, [ping(60)]) == []     # a new owner carries on
+    >>> shards.drop([0]); Partitions(tables).update(0, [ping(60)]) == []     # a new owner carries on
     True
 """
 
@@ -32,12 +32,12 @@ from typing import Any, Protocol
 
 import msgspec
 
-from migwatch.config import Config
-from migwatch.detectors.fleet import Fleet
+from migwatch.contract.config import Config
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample
 from migwatch.detectors.fusion import STATES
-from migwatch.detectors.settings import DEFAULTS, Settings
 from migwatch.detectors.target import TargetDetector
-from migwatch.records import Alert, ClockSample, Feedback, PingSample
+from migwatch.detectors.target_group import TargetGroup
 from migwatch.streams.charts import ChartWindow
 
 # Alerts per partition whose evidence waits for an analyst's verdict: bounds the fleet-wide row's size.
@@ -96,10 +96,10 @@ class MemoryTables:
 
 
 @dataclass
-class Shard:
-    """One partition's Fleet and what of it is not yet written."""
+class PartitionState:
+    """One partition's TargetGroup and what of it is not yet written."""
 
-    fleet: Fleet
+    fleet: TargetGroup
     saved: dict[str, tuple[float, int]] = field(default_factory=dict)  # target -> (ts, level) of its row
     touched: dict[str, float] = field(default_factory=dict)  # target -> latest ts, not yet written
     # Targets updated since the last checkpoint call: only an update moves a target's ts or alert state, so
@@ -111,13 +111,13 @@ class Shard:
     last_alert: dict[str, Alert] = field(default_factory=dict)
 
 
-class Shards:
-    """The partitions this worker owns, each with its Fleet; ``update(partition, samples) -> list[Alert]``."""
+class Partitions:
+    """The partitions this worker owns, each with its TargetGroup; ``update(partition, samples) -> list[Alert]``."""
 
     def __init__(
         self,
         tables: Tables,
-        settings: Settings = DEFAULTS,
+        settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
         *,
         checkpoint_s: float = 30.0,
@@ -128,27 +128,27 @@ class Shards:
         self.observer = observer
         self.checkpoint_s = checkpoint_s
         self.chart_window_s = chart_window_s
-        self.shards: dict[int, Shard] = {}
+        self.shards: dict[int, PartitionState] = {}
 
     @classmethod
-    def for_worker(cls, tables: Tables, config: Config) -> Shards:
-        """Shards with the config's detector settings and ``[worker]`` name, checkpoint and chart windows."""
+    def for_worker(cls, tables: Tables, config: Config) -> Partitions:
+        """Partitions with the config's detector settings and ``[worker]`` name, checkpoint and chart windows."""
         worker = config.worker
         return cls(
             tables, config.detectors, worker.name, checkpoint_s=worker.checkpoint_s,
             chart_window_s=worker.chart_window_s,
         )  # fmt: skip
 
-    def shard(self, partition: int) -> Shard:
+    def shard(self, partition: int) -> PartitionState:
         shard = self.shards.get(partition)
         if shard is None:
             raw = self.tables.load_fleet(partition)
             fleet = (
-                Fleet(self.settings, self.observer, remembered_alerts=REMEMBERED_ALERTS)
+                TargetGroup(self.settings, self.observer, remembered_alerts=REMEMBERED_ALERTS)
                 if raw is None
-                else Fleet.restore(raw, self.settings, self.observer, remembered_alerts=REMEMBERED_ALERTS)
+                else TargetGroup.restore(raw, self.settings, self.observer, remembered_alerts=REMEMBERED_ALERTS)
             )
-            shard = self.shards[partition] = Shard(fleet)
+            shard = self.shards[partition] = PartitionState(fleet)
         return shard
 
     def update(self, partition: int, samples: Sequence[PingSample | ClockSample]) -> list[Alert]:
@@ -177,7 +177,7 @@ class Shards:
                 shard.latest_ts = ts
         return alerts
 
-    def _load(self, shard: Shard, target: str) -> None:
+    def _load(self, shard: PartitionState, target: str) -> None:
         raw = self.tables.load_target(target)
         if raw is not None:
             detector = _detector_decoder.decode(raw)

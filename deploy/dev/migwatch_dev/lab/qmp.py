@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from migwatch.lab.errors import LabError
-from migwatch.lab.unix_socket import connect
+from migwatch_dev.lab.errors import LabError
+from migwatch_dev.lab.unix_socket import connect
 
 
 class Qmp:

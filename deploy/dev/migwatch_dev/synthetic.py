@@ -29,8 +29,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from migwatch.records import ClockSample, PingSample
-from migwatch.trace import BenignLabel, Labels, MigrationLabel
+from migwatch.contract.labels import BenignLabel, Labels, MigrationLabel
+from migwatch.contract.records import ClockSample, PingSample
 
 EpisodeKind = Literal["migration", "bulk-transfer", "loss-burst", "clock-correction", "ttl-change"]
 START_TS = 1_764_180_000.0

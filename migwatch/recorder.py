@@ -6,10 +6,11 @@ import asyncio
 import os
 import signal
 
-from migwatch.config import Config
-from migwatch.probes.scheduler import Sample, Scheduler
+from migwatch.contract.config import Config
+from migwatch.contract.records import Sample
+from migwatch.contract.trace import TraceWriter
+from migwatch.probes.scheduler import Scheduler
 from migwatch.progress import Progress
-from migwatch.trace import TraceWriter
 
 
 async def record(config: Config, out: str | os.PathLike[str], duration_s: float) -> Scheduler:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from migwatch.lab.errors import LabError
+from migwatch_dev.lab.errors import LabError
 
 
 def connect(path: str, what: str, timeout_s: float) -> socket.socket:

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from migwatch.lab.chrony import RefclockFeeder, chrony_server
-from migwatch.lab.link_emulator import EmulatedLink, emulated_link
-from migwatch.lab.netns import in_ns
-from migwatch.lab.qemu_lab import Migration
-from migwatch.lab.targets import VM_ID
+from migwatch_dev.lab.chrony import RefclockFeeder, chrony_server
+from migwatch_dev.lab.link_emulator import EmulatedLink, emulated_link
+from migwatch_dev.lab.netns import in_ns
+from migwatch_dev.lab.qemu_lab import Migration
+from migwatch_dev.lab.targets import VM_ID
 
 BASE_DELAY_MS = 1.0  # each way
 _DROP_REPLIES = ("OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from migwatch.lab.errors import LabError
+from migwatch_dev.lab.errors import LabError
 
 
 def sh(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -27,18 +27,14 @@ from typing import IO, Literal
 
 import msgspec
 
-from migwatch.records import (
+from migwatch.contract.records import (
     ClockSample,
+    FieldError,
     PingSample,
-    Record,
-    RecordError,
-    check_identifier,
-    check_timestamp,
+    Sample,
     decode,
     encode,
 )
-
-Sample = PingSample | ClockSample
 
 
 class PingLine(PingSample, kw_only=True, tag_field="type", tag="ping"):
@@ -57,7 +53,7 @@ _by_ts = attrgetter("ts")
 DEFAULT_CHUNK = 250_000
 
 
-class TraceError(RecordError):
+class TraceError(FieldError):
     """A trace or labels file that cannot be read; the message names the file and line."""
 
 
@@ -151,7 +147,7 @@ def iter_lines(path: str | os.PathLike[str]) -> Iterator[TraceLine]:
 def _explain_line(line: bytes) -> str:
     try:
         decode(TraceLine, line)  # type: ignore[arg-type]
-    except RecordError as error:
+    except FieldError as error:
         return str(error)
     raise AssertionError("a line msgspec rejected decoded on the second try")
 
@@ -214,62 +210,3 @@ def _take(lines: Iterator[TraceLine], count: int) -> list[TraceLine]:
         if len(block) >= count:
             break
     return block
-
-
-# --------------------------------------------------------------------------------------------- labels
-
-
-class MigrationLabel(Record, kw_only=True):
-    """A migration from ``start`` (the migration command) to ``end`` (the VM runs on the destination)."""
-
-    target: str
-    start: float
-    end: float
-    downtime_ms: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_interval(self.target, self.start, self.end)
-
-
-class BenignLabel(Record, kw_only=True):
-    """Activity that is not a migration: a bulk copy, load, link trouble, a legitimate clock step."""
-
-    target: str
-    start: float
-    end: float
-    kind: str
-
-    def __post_init__(self) -> None:
-        _check_interval(self.target, self.start, self.end)
-
-
-def _check_interval(target: str, start: float, end: float) -> None:
-    check_identifier("target", target)
-    check_timestamp("start", start)
-    check_timestamp("end", end)
-    if end < start:
-        raise RecordError(f"end: must be >= start ({start!r}), got {end!r}")
-
-
-class Labels(Record, kw_only=True):
-    """The ground truth of a trace: its migrations and its benign episodes."""
-
-    v: int = 1
-    migrations: list[MigrationLabel] = msgspec.field(default_factory=list)
-    benign: list[BenignLabel] = msgspec.field(default_factory=list)
-
-
-def read_labels(path: str | os.PathLike[str]) -> Labels:
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise TraceError(f"{path}: cannot read: {error.strerror or error}") from None
-    try:
-        return decode(Labels, raw)
-    except RecordError as error:
-        raise TraceError(f"{path}: {error}") from None
-
-
-def write_labels(path: str | os.PathLike[str], labels: Labels) -> None:
-    Path(path).write_bytes(encode(labels) + b"\n")

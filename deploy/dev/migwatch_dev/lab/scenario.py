@@ -16,7 +16,7 @@ does not have is an error, named with its step):
 
 Built-in scenarios are the JSON files next to this module (``migwatch lab scenarios`` lists them).
 
-    >>> from migwatch.lab.emulated_lab import EmulatedLab
+    >>> from migwatch_dev.lab.emulated_lab import EmulatedLab
     >>> steps = parse({"v": 1, "steps": [{"do": "repeat", "times": 2, "steps": [{"do": "wait", "s": 1}]}]},
     ...               EmulatedLab, source="example")
     >>> len(steps)
@@ -24,7 +24,7 @@ Built-in scenarios are the JSON files next to this module (``migwatch lab scenar
     >>> parse({"v": 1, "steps": [{"do": "migrate", "dirty_mb_s": 8}]}, EmulatedLab, source="example")
     Traceback (most recent call last):
     ...
-    migwatch.lab.errors.LabError: example: steps[0].dirty_mb_s: not a setting of migrate in this lab (it has: ...)
+    migwatch_dev.lab.errors.LabError: example: steps[0].dirty_mb_s: not a setting of migrate in this lab (it has: ...)
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
 import time
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from migwatch.lab.errors import LabError
-from migwatch.lab.qemu_lab import Migration
-from migwatch.lab.targets import VM_ID
+from migwatch.contract.labels import BenignLabel, Labels, MigrationLabel, write_labels
+from migwatch_dev.lab.errors import LabError
+from migwatch_dev.lab.qemu_lab import Migration
+from migwatch_dev.lab.targets import VM_ID
 
 BUILT_IN = Path(__file__).with_name("scenarios")
 _TYPES: dict[Any, tuple[type, ...]] = {float: (int, float), int: (int,), bool: (bool,)}
@@ -57,20 +57,6 @@ class Step:
 
     def describe(self) -> str:
         return self.do + "".join(f" {key}={value}" for key, value in self.settings.items())
-
-
-@dataclass
-class Labels:
-    """CONTRACT section 3's labels file, rewritten after every episode (a stopped run keeps what it saw)."""
-
-    path: Path
-    migrations: list[dict[str, Any]] = field(default_factory=list)
-    benign: list[dict[str, Any]] = field(default_factory=list)
-
-    def save(self) -> None:
-        scratch = self.path.with_suffix(".tmp")
-        scratch.write_text(json.dumps({"v": 1, "migrations": self.migrations, "benign": self.benign}, indent=1))
-        os.replace(scratch, self.path)
 
 
 def scenario_names() -> list[str]:
@@ -146,9 +132,11 @@ def _check(do: str, settings: dict[str, Any], lab_type: type, here: str) -> None
         raise LabError(f"{here}: {do} needs {', '.join(missing)}")
 
 
-def play(lab: Any, steps: list[Step], labels: Labels, report: Callable[[str], None] = print) -> Labels:
-    """Run ``steps`` on ``lab`` in order; every episode's observed times go to ``labels`` as they end."""
-    labels.save()
+def play(lab: Any, steps: list[Step], path: Path, report: Callable[[str], None] = print) -> Labels:
+    """Run ``steps`` on ``lab`` in order; every episode's observed times go to the labels file at ``path``,
+    written again after each episode (a stopped run keeps what it saw)."""
+    labels = Labels()
+    write_labels(path, labels)
     for number, step in enumerate(steps, 1):
         report(f"[{number}/{len(steps)}] {step.describe()}")
         if step.do == "wait":
@@ -156,14 +144,15 @@ def play(lab: Any, steps: list[Step], labels: Labels, report: Callable[[str], No
             continue
         outcome = getattr(lab, step.do.replace("-", "_"))(**step.settings)
         if isinstance(outcome, Migration):
-            labels.migrations.append({"target": VM_ID, "start": round(outcome.start, 3), "end": round(outcome.end, 3),
-                                      "downtime_ms": round(outcome.downtime_ms, 1), "source": outcome.source,
-                                      "destination": outcome.destination})  # fmt: skip
+            labels.migrations.append(MigrationLabel(
+                target=VM_ID, start=round(outcome.start, 3), end=round(outcome.end, 3),
+                downtime_ms=round(outcome.downtime_ms, 1), source=outcome.source, destination=outcome.destination,
+            ))  # fmt: skip
             report(f"    migrated {outcome.source} -> {outcome.destination} in {outcome.end - outcome.start:.1f} s, "
                    f"downtime {outcome.downtime_ms:.0f} ms")  # fmt: skip
         elif outcome is not None:
             start, end = outcome
-            labels.benign.append({"target": VM_ID, "start": round(start, 3), "end": round(end, 3), "kind": step.do,
-                                  **step.settings})  # fmt: skip
-        labels.save()
+            labels.benign.append(BenignLabel(target=VM_ID, start=round(start, 3), end=round(end, 3), kind=step.do,
+                                             settings=dict(step.settings)))  # fmt: skip
+        write_labels(path, labels)
     return labels

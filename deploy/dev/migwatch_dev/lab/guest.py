@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from migwatch.lab.errors import LabError
+from migwatch_dev.lab.errors import LabError
 
 # The guest's NIC is QEMU's emulated e1000, not virtio-net: with traffic flowing during a long (tens of
 # seconds) TCG migration, virtio-net's receive ring came out corrupted on the destination ("input.0:id 124

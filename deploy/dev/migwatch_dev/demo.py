@@ -8,7 +8,7 @@ hypervisor (``confirmed`` by the VM's clock lag). Each alert is printed as it ar
 with the fleet page's address. The worker stays up until Ctrl-C on a terminal (``--hold S`` seconds
 elsewhere); processes, namespaces and the demo's topics are removed at the end, also after Ctrl-C.
 
-    python -m migwatch.demo [--bootstrap 127.0.0.1:9092] [--port 6066] [--lab qemu|emulated] [--hold 0]
+    python -m migwatch_dev.demo [--bootstrap 127.0.0.1:9092] [--port 6066] [--lab qemu|emulated] [--hold 0]
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from migwatch import kafka_clients
-from migwatch.config import KafkaSettings
-from migwatch.lab.cli import open_lab
-from migwatch.lab.errors import LabError
-from migwatch.lab.processes import stop
-from migwatch.lab.targets import VM_ID, write_config
-from migwatch.records import Alert, decode, to_builtins
-from migwatch.topics import TopicNames, ensure_topics
+from migwatch.contract.config import KafkaSettings
+from migwatch.contract.records import Alert, decode, to_builtins
+from migwatch.contract.topics import TopicNames
+from migwatch.kafka_io import clients
+from migwatch.kafka_io.topic_admin import ensure_topics
+from migwatch_dev.lab.cli import open_lab
+from migwatch_dev.lab.errors import LabError
+from migwatch_dev.lab.processes import stop
+from migwatch_dev.lab.targets import VM_ID, write_config
 
 PARTITIONS = 4
 
@@ -46,7 +47,7 @@ class Demo:
 
     def __init__(self, settings: KafkaSettings, names: TopicNames) -> None:
         self.began = time.monotonic()
-        self.consumer = kafka_clients.consumer(settings, names.alerts, auto_offset_reset="earliest")
+        self.consumer = clients.consumer(settings, names.alerts, auto_offset_reset="earliest")
         self.alerts: list[tuple[float, Any]] = []  # (wall-clock time seen, AlertDetail)
 
     def say(self, text: str) -> None:
@@ -93,7 +94,7 @@ def _process(command: list[str], env: dict[str, str], log_path: Path) -> Iterato
 def run(bootstrap: str, port: int, hold_s: float, lab_mode: str) -> int:
     settings = KafkaSettings(bootstrap=bootstrap)
     names = TopicNames(f"demo-{uuid.uuid4().hex[:6]}.")
-    admin = kafka_clients.admin(settings)
+    admin = clients.admin(settings)
     ensure_topics(admin, names.prefix, PARTITIONS)
     folder = Path(tempfile.mkdtemp(prefix="migwatch-demo-"))
     url = f"http://127.0.0.1:{port}"

@@ -4,13 +4,13 @@ Every record is a ``msgspec.Struct``: msgspec checks the JSON types while decodi
 record's ``__post_init__`` checks ranges and enumerations. ``__post_init__`` also runs when the code builds a
 record, so a probe cannot publish what a worker would reject: validation holds on both sides of the wire.
 
-Errors are :class:`RecordError` with one line that names the field and the value::
+Errors are :class:`FieldError` with one line that names the field and the value::
 
     >>> decode(PingSample, b'{"v":1,"target":"web-01","address":"192.0.2.10","kind":"vm","probe":"p",'
     ...                    b'"seq":1,"ts":1764180000.5,"rtt_ms":-5,"ttl":63}')
     Traceback (most recent call last):
     ...
-    migwatch.records.RecordError: rtt_ms: must be >= 0 or null, got -5.0
+    migwatch.contract.records.FieldError: rtt_ms: must be >= 0 or null, got -5.0
 
 Readers ignore fields they do not know (CONTRACT preamble); ``encode`` then ``decode`` gives back an equal
 record.
@@ -52,18 +52,18 @@ _HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 _ID_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
-class RecordError(ValueError):
+class FieldError(ValueError):
     """A record that breaks the contract; the message names the field and the value."""
 
 
 # ---------------------------------------------------------------------------------------------- checks
-# Each check raises RecordError("field: what is wrong, got value"). Building a record in code gets it as it
+# Each check raises FieldError("field: what is wrong, got value"). Building a record in code gets it as it
 # is; while decoding, msgspec wraps it in a ValidationError with the path of the enclosing record, which
 # `explain` folds back into one dotted field name.
 
 
 def _fail(name: str, rule: str, value: object) -> None:
-    raise RecordError(f"{name}: {rule}, got {value!r}")
+    raise FieldError(f"{name}: {rule}, got {value!r}")
 
 
 def _number(
@@ -369,6 +369,10 @@ class Alert(Record, kw_only=True):
         _iso_time("@timestamp", self.timestamp)
 
 
+# What a probe measures and a detector reads: one echo request or one NTP query.
+Sample = PingSample | ClockSample
+
+
 class Feedback(Record, kw_only=True):
     """An analyst's verdict on an alert."""
 
@@ -496,9 +500,9 @@ def _decoder(kind: type[R]) -> msgspec.json.Decoder[R]:
 
 
 def decode(kind: type[R], raw: bytes | str) -> R:
-    """Decode one JSON document into a record of ``kind``, or raise :class:`RecordError`."""
+    """Decode one JSON document into a record of ``kind``, or raise :class:`FieldError`."""
     if len(raw) > MAX_RECORD_BYTES:
-        raise RecordError(f"value: {len(raw)} bytes, more than a record may have ({MAX_RECORD_BYTES})")
+        raise FieldError(f"value: {len(raw)} bytes, more than a record may have ({MAX_RECORD_BYTES})")
     try:
         return _decoder(kind).decode(raw)
     except msgspec.ValidationError as error:
@@ -506,17 +510,17 @@ def decode(kind: type[R], raw: bytes | str) -> R:
             document: object = json.loads(raw)
         except ValueError:
             document = None
-        raise RecordError(explain(error, document)) from None
+        raise FieldError(explain(error, document)) from None
     except msgspec.DecodeError as error:
-        raise RecordError(f"invalid JSON: {str(error).removeprefix('JSON is malformed: ')}") from None
+        raise FieldError(f"invalid JSON: {str(error).removeprefix('JSON is malformed: ')}") from None
 
 
 def convert(kind: type[R], document: object) -> R:
-    """Build a record of ``kind`` from already parsed data (TOML tables, say), or raise RecordError."""
+    """Build a record of ``kind`` from already parsed data (TOML tables, say), or raise FieldError."""
     try:
         return msgspec.convert(document, kind)
     except msgspec.ValidationError as error:
-        raise RecordError(explain(error, document)) from None
+        raise FieldError(explain(error, document)) from None
 
 
 def encode(record: msgspec.Struct) -> bytes:

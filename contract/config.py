@@ -7,10 +7,10 @@ value; the CLI prints it and exits with code 2.
     ...                'address = "192.0.2.10"\\n', source="example.toml", environ={})
     >>> config.targets[0].ping_interval_s
     1.0
-    >>> parse('[[targets]]\\nid = "a"\\naddress = "300.1.1.1"\\n', source="bad.toml", environ={})
+    >>> parse('[[targets]]\\nid = "a"\\naddress = "300.1.1.1"\\n', source="x.toml", environ={})
     Traceback (most recent call last):
     ...
-    migwatch.config.ConfigError: bad.toml: targets[0].address: must be an IPv4/IPv6 address ..., got '300.1.1.1'
+    migwatch.contract.config.ConfigError: x.toml: targets[0].address: must be an IPv4/IPv6 address ..., got '300.1.1.1'
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from migwatch.detectors.settings import DEFAULTS as DETECTOR_DEFAULTS
-from migwatch.detectors.settings import Settings as DetectorSettings
-from migwatch.records import RecordError, Target, check_identifier, convert, explain
+from migwatch.contract.detector_settings import DEFAULTS as DETECTOR_DEFAULTS
+from migwatch.contract.detector_settings import DetectorSettings
+from migwatch.contract.records import FieldError, Target, check_identifier, convert, explain
 
 ENV_PREFIX = "MIGWATCH_"
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,200}\Z")
@@ -73,34 +73,32 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
         if not servers or not all(
             _BOOTSTRAP.match(server) and 0 < int(server.rpartition(":")[2]) < 65536 for server in servers
         ):
-            raise RecordError(f"bootstrap: must be host:port[,host:port...], got {self.bootstrap!r}")
+            raise FieldError(f"bootstrap: must be host:port[,host:port...], got {self.bootstrap!r}")
         if not _TOPIC_PREFIX.match(self.topic_prefix):
-            raise RecordError(
+            raise FieldError(
                 f"topic_prefix: must be up to 200 letters, digits, '.', '_' or '-', got {self.topic_prefix!r}"
             )
         if not 0 < self.connect_timeout_s <= 3600:
-            raise RecordError(f"connect_timeout_s: must be > 0 and <= 3600, got {self.connect_timeout_s!r}")
+            raise FieldError(f"connect_timeout_s: must be > 0 and <= 3600, got {self.connect_timeout_s!r}")
         if not 1 <= self.partitions <= 10_000:
-            raise RecordError(f"partitions: must be between 1 and 10000, got {self.partitions!r}")
+            raise FieldError(f"partitions: must be between 1 and 10000, got {self.partitions!r}")
         self._check_security()
 
     def _check_security(self) -> None:
         for name in ("sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             path = getattr(self, name)
             if path and ("\0" in path or not os.access(path, os.R_OK)):
-                raise RecordError(f"{name}: no readable file there, got {path!r}")
+                raise FieldError(f"{name}: no readable file there, got {path!r}")
         if self.uses_sasl:
             if not self.sasl_username:
-                raise RecordError(f"sasl_username: required with security_protocol {self.security_protocol}, got ''")
+                raise FieldError(f"sasl_username: required with security_protocol {self.security_protocol}, got ''")
             if bool(self.sasl_password) == bool(self.sasl_password_file):
-                raise RecordError(
+                raise FieldError(
                     "sasl_password: give the password or sasl_password_file (one of them) with security_protocol "
                     f"{self.security_protocol}"
                 )
         if self.ssl_keyfile and not self.ssl_certfile:
-            raise RecordError(
-                f"ssl_keyfile: needs ssl_certfile (the certificate of that key), got {self.ssl_keyfile!r}"
-            )
+            raise FieldError(f"ssl_keyfile: needs ssl_certfile (the certificate of that key), got {self.ssl_keyfile!r}")
 
     @property
     def uses_tls(self) -> bool:
@@ -160,14 +158,14 @@ class ProbeSettings(_Section, kw_only=True, forbid_unknown_fields=True):
         for name in ("ping_timeout_s", "ntp_timeout_s", "resolve_every_s", "session_timeout_s"):
             value = getattr(self, name)
             if not 0 < value <= 3600:
-                raise RecordError(f"{name}: must be > 0 and <= 3600, got {value!r}")
+                raise FieldError(f"{name}: must be > 0 and <= 3600, got {value!r}")
         for name in ("buffer_samples", "spill_limit_mb"):
             if getattr(self, name) < 1:
-                raise RecordError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+                raise FieldError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
         if not 0 <= self.metrics_port < 65536:
-            raise RecordError(f"metrics_port: must be between 0 and 65535, got {self.metrics_port!r}")
+            raise FieldError(f"metrics_port: must be between 0 and 65535, got {self.metrics_port!r}")
         if not 0 < self.ntp_port < 65536:
-            raise RecordError(f"ntp_port: must be between 1 and 65535, got {self.ntp_port!r}")
+            raise FieldError(f"ntp_port: must be between 1 and 65535, got {self.ntp_port!r}")
 
 
 class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
@@ -205,30 +203,30 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         check_identifier("name", self.name)
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", self.app_id):
-            raise RecordError(f"app_id: must be 1-100 letters, digits, '.', '_' or '-', got {self.app_id!r}")
+            raise FieldError(f"app_id: must be 1-100 letters, digits, '.', '_' or '-', got {self.app_id!r}")
         for name in ("batch_within_s", "checkpoint_s", "chart_window_s", "chart_history_s", "max_sample_ahead_s"):
             value = getattr(self, name)
             if not 0 < value <= 86_400:
-                raise RecordError(f"{name}: must be > 0 and <= 86400, got {value!r}")
+                raise FieldError(f"{name}: must be > 0 and <= 86400, got {value!r}")
         if self.chart_history_s < self.chart_window_s:
-            raise RecordError(
+            raise FieldError(
                 f"chart_history_s: must be >= chart_window_s ({self.chart_window_s!r}), got {self.chart_history_s!r}"
             )
         if not 60 <= self.max_sample_age_s <= 10 * 365 * 86_400:
-            raise RecordError(f"max_sample_age_s: must be between 60 s and 10 years, got {self.max_sample_age_s!r}")
+            raise FieldError(f"max_sample_age_s: must be between 60 s and 10 years, got {self.max_sample_age_s!r}")
         if not 1 <= self.batch_size <= 1_000_000:
-            raise RecordError(f"batch_size: must be between 1 and 1000000, got {self.batch_size!r}")
+            raise FieldError(f"batch_size: must be between 1 and 1000000, got {self.batch_size!r}")
         if not 1 <= self.rebalance_timeout_s <= 3600:
-            raise RecordError(f"rebalance_timeout_s: must be >= 1 and <= 3600, got {self.rebalance_timeout_s!r}")
+            raise FieldError(f"rebalance_timeout_s: must be >= 1 and <= 3600, got {self.rebalance_timeout_s!r}")
         if not 1 <= self.session_timeout_s <= self.rebalance_timeout_s:
-            raise RecordError(
+            raise FieldError(
                 f"session_timeout_s: must be >= 1 and <= rebalance_timeout_s ({self.rebalance_timeout_s!r}), "
                 f"got {self.session_timeout_s!r}"
             )
         if not 0 <= self.web_port < 65536:
-            raise RecordError(f"web_port: must be between 0 and 65535, got {self.web_port!r}")
+            raise FieldError(f"web_port: must be between 0 and 65535, got {self.web_port!r}")
         if not 0 <= self.standby_replicas <= 10:
-            raise RecordError(f"standby_replicas: must be between 0 and 10, got {self.standby_replicas!r}")
+            raise FieldError(f"standby_replicas: must be between 0 and 10, got {self.standby_replicas!r}")
 
     @property
     def chart_windows(self) -> int:
@@ -251,7 +249,7 @@ class Config(_Section, kw_only=True, forbid_unknown_fields=True):
         seen: dict[str, int] = {}
         for i, target in enumerate(self.targets):
             if target.id in seen:
-                raise RecordError(
+                raise FieldError(
                     f"targets[{i}].id: duplicate target id, also targets[{seen[target.id]}], got {target.id!r}"
                 )
             seen[target.id] = i
@@ -313,7 +311,7 @@ def parse(text: str, *, source: str, environ: Mapping[str, str] | None = None) -
     from_environment = apply_environment(document, os.environ if environ is None else environ)
     try:
         return convert(Config, document)
-    except RecordError as error:
+    except FieldError as error:
         key = str(error).partition(":")[0]
         raise ConfigError(f"{from_environment.get(key, source)}: {error}") from None
 

@@ -1,0 +1,38 @@
+"""The Kafka topics of CONTRACT section 1: their names for a prefix and their cleanup policies.
+
+    >>> TopicNames("test.").ping, TopicNames().all()["migwatch.targets"]
+    ('test.ping', 'compact')
+
+:mod:`migwatch.kafka_io.topic_admin` creates and checks them on a broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# name -> cleanup.policy. `targets` is compacted: the latest Target per id, null removes it.
+TOPICS: dict[str, Literal["compact", "delete"]] = {
+    "targets": "compact",
+    "ping": "delete",
+    "ntp": "delete",
+    "alerts": "delete",
+    "feedback": "delete",
+    "deadletter": "delete",
+}
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The full topic names for one prefix (CONTRACT: configurable, default ``migwatch.``)."""
+
+    prefix: str = "migwatch."
+
+    def __getattr__(self, name: str) -> str:
+        if name in TOPICS:
+            return self.prefix + name
+        raise AttributeError(name)
+
+    def all(self) -> dict[str, str]:
+        """Full topic name -> cleanup policy."""
+        return {self.prefix + name: policy for name, policy in TOPICS.items()}
