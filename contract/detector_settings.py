@@ -59,11 +59,21 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # --- fusion
     clear_after_s: float = 120.0  # quiet event time after which an alerted target is cleared
     host_window_s: float = 30.0  # a hypervisor pattern this close to the VM's corroborates it
+    # The likelihood of an alert is its state's floor plus what corroborates it, up to the state's cap
+    # (detectors/fusion.py, LIKELIHOOD): each sign in force adds its bonus.
+    bonus_pattern: float = 0.05  # the ping pattern
+    bonus_loss: float = 0.03  # unanswered pings
+    bonus_moved: float = 0.02  # a new reply TTL or clock skew
+    bonus_source_host: float = 0.1  # a watched hypervisor showed the migration stream at the same time
+    bonus_learner: float = 0.05  # x the window scorer's score (0-1)
     # --- learners (see learners.py)
     learner: Literal["gaussian", "hst"] = "gaussian"  # anomaly scorer of ping windows, one for the fleet
     learner_warmup: int = 50  # windows learned before the scorer's scores are used
     feedback_min: int = 5  # analysts' verdicts before the feedback classifier calibrates likelihoods
     feedback_likely_p: float = 0.9  # P(migration) from feedback that makes a suspected episode likely
+    # Alerts of a target group (one partition's targets in a stream worker) whose evidence waits for an
+    # analyst's verdict: bounds the group's state (its table row in the worker).
+    remembered_alerts: int = 1_000
 
     def __post_init__(self) -> None:
         for field in msgspec.structs.fields(self):

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import IntEnum
 
 import msgspec
 
@@ -29,13 +31,27 @@ from migwatch.detectors.skew import ClockSkew
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
 
-STATES = ("none", "suspected", "likely", "confirmed")
+
+class Level(IntEnum):
+    """The alert states as a ladder: a target's level only rises within an episode (one alert per rise)."""
+
+    NONE = 0
+    SUSPECTED = 1
+    LIKELY = 2
+    CONFIRMED = 3
+
+    @property
+    def state(self) -> str:
+        """The contract's name of the state (``migwatch.state``), ``none`` below ``suspected``."""
+        return self.name.lower()
+
+
 SEVERITY = {"suspected": 2, "likely": 3, "confirmed": 4, "cleared": 1}
-# Likelihood per state: a floor, and a cap that corroborating evidence can raise it to.
-LIKELIHOOD = {1: (0.35, 0.6), 2: (0.75, 0.89), 3: (0.92, 0.99)}
+# Likelihood per level: a floor, and a cap that corroborating evidence (the settings' bonus_*) can raise it to.
+LIKELIHOOD = {Level.SUSPECTED: (0.35, 0.6), Level.LIKELY: (0.75, 0.89), Level.CONFIRMED: (0.92, 0.99)}
 # The lowest that analysts' feedback can calibrate it to: a clock lag stays near certain whatever they said
 # of look-alikes (a classifier taught only benign patterns says "benign" to everything).
-CALIBRATED_FLOOR = {1: 0.05, 2: 0.5, 3: 0.92}
+CALIBRATED_FLOOR = {Level.SUSPECTED: 0.05, Level.LIKELY: 0.5, Level.CONFIRMED: 0.92}
 # Fixed namespace: the same alert gets the same event.id in every process and every replay.
 EVENT_NAMESPACE = uuid.UUID("6f1d3f1e-8a43-5c1b-9d3e-6d6967776174")
 
@@ -45,10 +61,133 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Per-target alert state: the highest state of the current episode and when its evidence was seen."""
+@dataclass(frozen=True)
+class Signs:
+    """The evidence in force at one event time, read off the detectors (the paper's signs, and ours)."""
 
-    level: int = 0
+    ts: float
+    ping: PingHeuristic
+    ttl: TtlChange
+    lag: TimeLag
+    skew: ClockSkew | None
+    pattern: bool  # the ping pattern: raised mean RTT, high outliers
+    loss_in_pattern: bool  # unanswered pings within that pattern's episode (stop-and-copy)
+    loss_run: bool  # a run of unanswered pings, lately
+    lag_seen: bool  # a time lag of the VM's clock, lately
+    ttl_seen: bool  # a new reply TTL (another subnet), lately
+    skew_seen: bool  # a new clock skew (another physical clock), lately
+
+    @classmethod
+    def read(
+        cls,
+        ts: float,
+        *,
+        ping: PingHeuristic,
+        ttl: TtlChange,
+        lag: TimeLag,
+        skew: ClockSkew | None,
+        settings: DetectorSettings,
+    ) -> Signs:
+        pattern = ping.in_episode(ts, settings)
+        loss_in_pattern = (
+            pattern
+            and ping.unanswered > 0
+            and ping.loss_last_ts is not None
+            and ping.pattern_first_ts is not None
+            and ping.loss_last_ts >= ping.pattern_first_ts
+        )
+        loss_run = (
+            ping.max_run >= 2 and ping.loss_last_ts is not None and ts - ping.loss_last_ts <= settings.episode_gap_s
+        )
+        recent = settings.clear_after_s
+        return cls(
+            ts=ts, ping=ping, ttl=ttl, lag=lag, skew=skew, pattern=pattern, loss_in_pattern=loss_in_pattern,
+            loss_run=loss_run,
+            lag_seen=lag.lag_ts is not None and ts - lag.lag_ts <= recent,
+            ttl_seen=ttl.changed_ts is not None and ts - ttl.changed_ts <= recent,
+            skew_seen=skew is not None and skew.detected_ts is not None and ts - skew.detected_ts <= recent,
+        )  # fmt: skip
+
+    @property
+    def loss(self) -> bool:
+        return self.loss_in_pattern or self.loss_run
+
+    @property
+    def moved(self) -> bool:
+        """A new reply TTL or clock skew says the VM may be elsewhere; alone it has benign causes too."""
+        return self.ttl_seen or self.skew_seen
+
+    def level(self) -> Level:
+        """The paper's ladder: ping = early warning, time lag = certainty; a bulk copy (pattern without lost
+        pings or lag) stays suspected."""
+        if self.lag_seen:
+            return Level.CONFIRMED
+        if self.loss_in_pattern or (self.moved and (self.pattern or self.loss_run)):
+            return Level.LIKELY
+        if self.pattern or self.moved or self.loss_run:
+            return Level.SUSPECTED
+        return Level.NONE
+
+    def spans(self) -> list[tuple[float, float]]:
+        """(first, last) event time of each piece of evidence in force."""
+        ping, lag, ttl, skew = self.ping, self.lag, self.ttl, self.skew
+        return [
+            (first, last)
+            for first, last, active in (
+                (ping.pattern_first_ts, ping.pattern_last_ts, self.pattern),
+                (ping.loss_last_ts, ping.loss_last_ts, self.loss),
+                (lag.lag_ts, lag.lag_ts, self.lag_seen),
+                (ttl.changed_ts, ttl.changed_ts, self.ttl_seen),
+                (skew.changed_ts if skew is not None else None, skew.detected_ts if skew is not None else None,
+                 self.skew_seen),
+            )
+            if active and first is not None and last is not None
+        ]  # fmt: skip
+
+    def evidence(self, source_host: str | None, learner_score: float | None) -> Evidence:
+        """The alert's evidence: each detector's figures where its sign is in force."""
+        ping, skew = self.ping, self.skew
+        evidence = Evidence(
+            rtt_baseline_ms=ping.baseline.median,
+            rtt_mean_ms=ping.mean_ms if self.pattern else None,
+            rtt_max_ms=ping.max_ms if self.pattern else None,
+            outliers=ping.outliers if self.pattern else None,
+            unanswered=ping.unanswered if self.loss else None,
+            time_lag_ms=self.lag.lag_ms if self.lag_seen else None,
+            ttl_change=self.ttl.change if self.ttl_seen else None,
+            learner_score=learner_score,
+        )
+        if source_host is not None:
+            evidence.source_host = source_host
+        if skew is not None and skew.skew_ppm is not None:
+            evidence.skew_ppm = round(skew.skew_ppm, 3)
+        if self.skew_seen and skew is not None and skew.change_ppm is not None:
+            evidence.skew_change_ppm = round(skew.change_ppm, 3)
+        return evidence
+
+    def likelihood(
+        self, level: Level, source_host: str | None, learner_score: float | None, verdict: float | None,
+        settings: DetectorSettings,
+    ) -> float:  # fmt: skip
+        """P(migration): the level's floor plus what corroborates it, up to the level's cap; then calibrated
+        by what analysts said of such alerts (``verdict``), when they have said enough."""
+        floor, cap = LIKELIHOOD[level]
+        bonus = (
+            settings.bonus_pattern * self.pattern
+            + settings.bonus_loss * self.loss
+            + settings.bonus_moved * self.moved
+            + settings.bonus_source_host * bool(source_host)
+        )
+        likelihood = min(cap, floor + bonus + settings.bonus_learner * (learner_score or 0.0))
+        if verdict is not None:
+            likelihood = max(CALIBRATED_FLOOR[level], (likelihood + verdict) / 2)
+        return likelihood
+
+
+class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Per-target alert state: the highest level of the current episode and when its evidence was seen."""
+
+    level: Level = Level.NONE
     first_ts: float | None = None  # first evidence of the episode
     last_ts: float | None = None  # latest evidence of the episode
     likelihood: float = 0.0
@@ -71,97 +210,51 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
     ) -> list[Alert]:
         """Fuse the detectors' evidence at event time ``ts``; the alerts to send (none, one rise, or a clear).
 
-        ``identity`` is (target id, address, observer name); ``learner_score`` the window scorer's latest;
-        ``feedback`` gives P(migration) for an alert's features once analysts have taught it (else None).
+        Evidence -> level -> likelihood -> alert. ``identity`` is (target id, address, observer name);
+        ``learner_score`` the window scorer's latest; ``feedback`` gives P(migration) for an alert's features
+        once analysts have taught it (else None).
         """
-        pattern = ping.in_episode(ts, settings)
-        loss_in_pattern = (
-            pattern
-            and ping.unanswered > 0
-            and ping.loss_last_ts is not None
-            and ping.pattern_first_ts is not None
-            and ping.loss_last_ts >= ping.pattern_first_ts
-        )
-        loss_run = (
-            ping.max_run >= 2 and ping.loss_last_ts is not None and ts - ping.loss_last_ts <= settings.episode_gap_s
-        )
-        lag_seen = lag.lag_ts is not None and ts - lag.lag_ts <= settings.clear_after_s
-        ttl_seen = ttl.changed_ts is not None and ts - ttl.changed_ts <= settings.clear_after_s
-        skew_at = skew.changed_ts if skew is not None else None
-        skew_seen = (
-            skew is not None and skew.detected_ts is not None and ts - skew.detected_ts <= settings.clear_after_s
-        )
-        # Another lag after the one that confirmed this episode: the VM moved again (there and back, say).
-        # It opens an episode of its own, with its own alerts, instead of hiding in the first until it clears.
-        renewed_after = (
-            self.confirmed_lag_ts if lag_seen and self.level == 3 and lag.lag_ts != self.confirmed_lag_ts else None
-        )
-        if renewed_after is not None:
-            self.level, self.first_ts, self.likelihood = 0, None, 0.0
-        # A new reply TTL (another subnet) or clock skew (another physical clock) says the VM may be
-        # elsewhere; alone it has benign causes too.
-        moved = ttl_seen or skew_seen
-        if lag_seen:
-            level = 3
-        elif loss_in_pattern or (moved and (pattern or loss_run)):
-            level = 2
-        elif pattern or moved or loss_run:
-            level = 1
-        else:
-            level = 0
+        signs = Signs.read(ts, ping=ping, ttl=ttl, lag=lag, skew=skew, settings=settings)
+        renewed_after = self._renew_on_new_lag(signs)
+        level = signs.level()
         if level:
-            # (first, last) time of each piece of evidence in force
-            spans = [
-                (first, last)
-                for first, last, active in (
-                    (ping.pattern_first_ts, ping.pattern_last_ts, pattern),
-                    (ping.loss_last_ts, ping.loss_last_ts, loss_run or loss_in_pattern),
-                    (lag.lag_ts, lag.lag_ts, lag_seen),
-                    (ttl.changed_ts, ttl.changed_ts, ttl_seen),
-                    (skew_at, skew.detected_ts if skew is not None else None, skew_seen),
-                )
-                if active and first is not None and last is not None
-            ]
-            if self.first_ts is None:
-                self.first_ts = min(first for first, _ in spans if renewed_after is None or first > renewed_after)
-            self.last_ts = max(last for _, last in spans)
+            self._track(signs.spans(), renewed_after)
         if level > self.level:
-            evidence = Evidence(
-                rtt_baseline_ms=ping.baseline.median,
-                rtt_mean_ms=ping.mean_ms if pattern else None,
-                rtt_max_ms=ping.max_ms if pattern else None,
-                outliers=ping.outliers if pattern else None,
-                unanswered=ping.unanswered if (loss_in_pattern or loss_run) else None,
-                time_lag_ms=lag.lag_ms if lag_seen else None,
-                ttl_change=ttl.change if ttl_seen else None,
-                learner_score=learner_score,
-            )
-            if source_host is not None:
-                evidence.source_host = source_host
-            if skew is not None and skew.skew_ppm is not None:
-                evidence.skew_ppm = round(skew.skew_ppm, 3)
-            if skew_seen and skew is not None and skew.change_ppm is not None:
-                evidence.skew_change_ppm = round(skew.change_ppm, 3)
+            evidence = signs.evidence(source_host, learner_score)
             verdict = feedback(alert_features(evidence)) if feedback is not None else None
-            if level == 1 and verdict is not None and verdict >= settings.feedback_likely_p:
-                level = 2  # analysts taught us that this pattern is a migration
+            if level == Level.SUSPECTED and verdict is not None and verdict >= settings.feedback_likely_p:
+                level = Level.LIKELY  # analysts taught us that this pattern is a migration
             self.level = level
-            if level == 3:
+            if level == Level.CONFIRMED:
                 self.confirmed_lag_ts = lag.lag_ts
-            floor, cap = LIKELIHOOD[level]
-            bonus = 0.05 * pattern + 0.03 * (loss_in_pattern or loss_run) + 0.02 * moved + 0.1 * bool(source_host)
-            likelihood = min(cap, floor + bonus + 0.05 * (learner_score or 0.0))
-            if verdict is not None:  # calibrated by what analysts said of such alerts
-                likelihood = max(CALIBRATED_FLOOR[level], (likelihood + verdict) / 2)
+            likelihood = signs.likelihood(level, source_host, learner_score, verdict, settings)
             self.likelihood = max(self.likelihood, likelihood)
-            phase = ping.phase(ts, settings) or ("switched" if lag_seen or moved else None)
-            return [self._alert(STATES[level], ts, identity, phase, evidence)]
+            phase = ping.phase(ts, settings) or ("switched" if signs.lag_seen or signs.moved else None)
+            return [self._alert(level.state, ts, identity, phase, evidence)]
         if self.level and self.last_ts is not None and ts - self.last_ts >= settings.clear_after_s:
             alert = self._alert("cleared", ts, identity, None, Evidence(rtt_baseline_ms=ping.baseline.median))
-            self.level, self.first_ts, self.last_ts, self.likelihood = 0, None, None, 0.0
+            self.level, self.first_ts, self.last_ts, self.likelihood = Level.NONE, None, None, 0.0
             self.confirmed_lag_ts = None
             return [alert]
         return []
+
+    def _renew_on_new_lag(self, signs: Signs) -> float | None:
+        """Another lag after the one that confirmed this episode: the VM moved again (there and back, say).
+        It opens an episode of its own, with its own alerts, instead of hiding in the first until it clears.
+        Returns the confirming lag's time when it did (evidence from before it belongs to the old episode)."""
+        renewed_after = self.confirmed_lag_ts
+        if renewed_after is None or not (
+            signs.lag_seen and self.level == Level.CONFIRMED and signs.lag.lag_ts != renewed_after
+        ):
+            return None
+        self.level, self.first_ts, self.likelihood = Level.NONE, None, 0.0
+        return renewed_after
+
+    def _track(self, spans: list[tuple[float, float]], renewed_after: float | None) -> None:
+        """The episode's first and latest evidence."""
+        if self.first_ts is None:
+            self.first_ts = min(first for first, _ in spans if renewed_after is None or first > renewed_after)
+        self.last_ts = max(last for _, last in spans)
 
     def _alert(
         self, state: str, ts: float, identity: tuple[str, str, str], phase: str | None, evidence: Evidence

@@ -29,7 +29,7 @@ import msgspec
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.records import Alert, ClockSample, PingSample
-from migwatch.detectors.fusion import Fusion
+from migwatch.detectors.fusion import Fusion, Level
 from migwatch.detectors.learners import squash
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.skew import ClockSkew
@@ -102,7 +102,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
                 common = context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
                 lag.resolve(common_mode=common)
                 self.skew.reset()
-        if self.fusion.level == 0 and self._quiet(ts, settings):
+        if self.fusion.level == Level.NONE and self._quiet(ts, settings):
             return []  # most samples of most targets: nothing for the fusion to weigh
         in_pattern = self.ping.in_episode(ts, settings)
         source = context.source_host(self.target, ts) if context is not None and in_pattern else None

@@ -33,9 +33,6 @@ from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, 
 from migwatch.detectors.learners import FeedbackClassifier, WindowScorer, alert_features
 from migwatch.detectors.target import TargetDetector
 
-# Alerts whose features are kept for the analysts' verdicts to come; the oldest are forgotten first.
-REMEMBERED_ALERTS = 10_000
-
 
 class CommonMode(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Recent offset steps of all targets, and when each target last answered NTP."""
@@ -52,10 +49,8 @@ class TargetGroup:
         settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
         targets: Iterable[Target] = (),
-        remembered_alerts: int = REMEMBERED_ALERTS,
     ) -> None:
         self.settings = settings
-        self.remembered_alerts = remembered_alerts
         self.observer = observer
         self.targets: dict[str, Target] = {target.id: target for target in targets}
         self.detectors: dict[str, TargetDetector] = {}
@@ -137,7 +132,7 @@ class TargetGroup:
         if alert.migwatch.state == "cleared":
             return
         self.alerts[alert.event.id] = alert_features(alert.migwatch.evidence)
-        while len(self.alerts) > self.remembered_alerts:
+        while len(self.alerts) > self.settings.remembered_alerts:
             self.alerts.popitem(last=False)
 
     # ------------------------------------------------------------------------------------------ state
@@ -164,10 +159,9 @@ class TargetGroup:
         settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
         targets: Iterable[Target] = (),
-        remembered_alerts: int = REMEMBERED_ALERTS,
     ) -> TargetGroup:
         state = msgspec.json.decode(raw, type=_FleetState)
-        fleet = cls(settings, observer, targets, remembered_alerts)
+        fleet = cls(settings, observer, targets)
         fleet.detectors, fleet.common = state.detectors, state.common
         fleet.scorer = WindowScorer.from_state(state.scorer)
         fleet.classifier = FeedbackClassifier.from_state(state.classifier)

@@ -26,7 +26,8 @@ from migwatch.probes.metrics import ProbeCollector
 from migwatch.probes.scheduler import Scheduler
 from migwatch.streams import views
 from migwatch.streams.metrics import WorkerMetrics
-from migwatch.streams.partitions import MemoryTables, Partitions
+from migwatch.streams.partitions import Partitions
+from migwatch.streams.tables import MemoryTables
 
 log = logging.getLogger(__name__)
 

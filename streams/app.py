@@ -11,26 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import faust
-import msgspec
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
 from migwatch.contract.config import Config, KafkaSettings, WorkerSettings
-from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, FieldError, PingSample, decode, encode
+from migwatch.contract.records import (
+    Alert,
+    ClockSample,
+    DeadLetter,
+    Feedback,
+    FieldError,
+    PingSample,
+    Sample,
+    decode,
+    encode,
+)
 from migwatch.contract.topics import TopicNames
 from migwatch.streams import views
-from migwatch.streams.charts import ChartWindow
 from migwatch.streams.consumer import Transport
 from migwatch.streams.event_context import acting_for
 from migwatch.streams.metrics import WorkerMetrics
 from migwatch.streams.partitions import Partitions
+from migwatch.streams.tables import FaustTables, Tables
 
 log = logging.getLogger(__name__)
 
@@ -58,67 +66,6 @@ def check_time(sample: PingSample | ClockSample, now: float, settings: WorkerSet
                           f"got {sample.ts!r}")  # fmt: skip
 
 
-class FaustTables:
-    """The worker's :class:`~migwatch.streams.partitions.Tables` on Faust tables (changelog-backed).
-
-    Chart windows live in a ring of ``slots`` rows per target (key ``target/slot``), each overwritten one
-    lap later. A Faust windowed table would keep every live window's key in memory for its expiry (at
-    10,000 targets, 30 s windows and 1 h of history: 1.2 million keys), so the worker's memory would
-    grow for the whole first hour; the ring holds nothing in memory. Plain dicts stand in for the tables:
-
-    >>> tables = FaustTables({}, {}, {}, width_s=30.0, slots=4)
-    >>> for start in range(0, 240, 30):  # two laps: the second overwrites the first
-    ...     tables.save_window("vm-1", ChartWindow(start=float(start)))
-    >>> [window.start for window in tables.history("vm-1", before=240.0, count=10)]
-    [120.0, 150.0, 180.0, 210.0]
-    >>> [window.start for window in tables.history("vm-1", before=300.0, count=4)]  # 240 and 270 never came
-    [180.0, 210.0]
-    """
-
-    def __init__(
-        self,
-        detectors: MutableMapping[str, bytes],
-        fleets: MutableMapping[str, bytes],
-        charts: MutableMapping[str, bytes],
-        *,
-        width_s: float,
-        slots: int,
-    ) -> None:
-        self.detectors, self.fleets, self.charts = detectors, fleets, charts
-        self.width_s, self.slots = width_s, slots
-
-    def load_target(self, target: str) -> bytes | None:
-        return self.detectors.get(target)
-
-    def save_target(self, target: str, state: bytes) -> None:
-        self.detectors[target] = state
-
-    def load_fleet(self, partition: int) -> bytes | None:
-        return self.fleets.get(f"partition-{partition}")
-
-    def save_fleet(self, partition: int, state: bytes) -> None:
-        self.fleets[f"partition-{partition}"] = state
-
-    def _slot(self, target: str, start: float) -> str:
-        # The slot is the key's last part and has no "/": two targets never share a key.
-        return f"{target}/{round(start / self.width_s) % self.slots}"
-
-    def save_window(self, target: str, window: ChartWindow) -> None:
-        self.charts[self._slot(target, window.start)] = msgspec.json.encode(window)
-
-    def history(self, target: str, before: float, count: int) -> list[ChartWindow]:
-        first = math.floor(before / self.width_s) * self.width_s
-        found = []
-        for i in range(min(count, self.slots), 0, -1):
-            start = first - i * self.width_s
-            raw = self.charts.get(self._slot(target, start))
-            if raw is not None:
-                window = msgspec.json.decode(raw, type=ChartWindow)
-                if abs(window.start - start) < 1e-6:  # not a window of an earlier lap
-                    found.append(window)
-        return found
-
-
 def _credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
     """The same security as the kafka-python clients (migwatch.kafka_io.clients), in Faust's terms for aiokafka."""
     if kafka.uses_sasl:
@@ -136,9 +83,9 @@ def _credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
 ROCKSDB = {"write_buffer_size": 4 * 2**20, "max_write_buffer_number": 2, "block_cache_size": 8 * 2**20}
 
 
-def create_app(config: Config) -> faust.App:
+def faust_app(config: Config) -> faust.App:
+    """The Faust app of the config: the consumer group, state store, broker timeouts and web server."""
     worker, kafka = config.worker, config.kafka
-    names = TopicNames(kafka.topic_prefix)
     app = faust.App(
         worker.app_id,
         broker=[f"kafka://{server}" for server in kafka.servers],
@@ -163,142 +110,186 @@ def create_app(config: Config) -> faust.App:
         web_host=worker.web_bind,
     )
     app.transport = Transport(app.conf.broker_consumer, app)  # Faust's, mended (see streams/consumer.py)
+    return app
 
-    # ---------------------------------------------------------------------------------------- topics
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    samples_topic = app.topic(names.ping, names.ntp, **raw)  # type: ignore[arg-type]
-    feedback_topic = app.topic(names.feedback, **raw)  # type: ignore[arg-type]
-    alerts_topic = app.topic(names.alerts, **raw)  # type: ignore[arg-type]
-    deadletter_topic = app.topic(names.deadletter, **raw)  # type: ignore[arg-type]
 
-    # ---------------------------------------------------------------------------------------- tables
-    # Values are our own JSON bytes (never pickle): value_type=bytes makes Faust store and restore them raw.
-    # Keys are JSON (Faust's choice for str keys): target id -> TargetDetector, "partition-N" -> fleet-wide
-    # state, "target/slot" -> ChartWindow (see FaustTables).
-    detectors = app.Table("detectors", key_type=str, value_type=bytes, options=dict(ROCKSDB))
-    fleets = app.Table("fleets", key_type=str, value_type=bytes, options=dict(ROCKSDB))
-    charts = app.Table("chart-slots", key_type=str, value_type=bytes, options=dict(ROCKSDB))
-    tables = FaustTables(detectors, fleets, charts, width_s=worker.chart_window_s, slots=worker.chart_windows)
-    shards = Partitions.for_worker(tables, config)
-    metrics = WorkerMetrics()
-    metrics.start_at_zero([names.ping, names.ntp], names.feedback)
-    partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
+# A message of a batch that could not be used, with the key it came with.
+Dead = tuple[DeadLetter, bytes | None]
 
-    async def publish(alerts: Sequence[Alert], dead: Sequence[DeadLetter], keys: Sequence[bytes | None]) -> None:
+
+class WorkerApp:
+    """The stream worker, declared top to bottom like a Faust example: topics, tables, agents, pages.
+
+    The agents are the methods :meth:`detect` (ping and NTP samples) and :meth:`learn` (analysts'
+    feedback); what they do with a batch is :meth:`process_samples` and :meth:`process_feedback`, which
+    return the alerts and dead letters to publish, so that a test can drive them with Faust events and
+    :class:`~migwatch.streams.tables.MemoryTables` instead of the changelog-backed tables.
+    """
+
+    def __init__(self, config: Config, tables: Tables | None = None) -> None:
+        self.settings = config.worker
+        self.names = names = TopicNames(config.kafka.topic_prefix)
+        self.app = app = faust_app(config)
+
+        # ---------------------------------------------------------------------------------------- topics
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.samples_topic = app.topic(names.ping, names.ntp, **raw)
+        self.feedback_topic = app.topic(names.feedback, **raw)
+        self.alerts_topic = app.topic(names.alerts, **raw)
+        self.deadletter_topic = app.topic(names.deadletter, **raw)
+
+        # ---------------------------------------------------------------------------------------- tables
+        # Values are our own JSON bytes (never pickle): value_type=bytes makes Faust store and restore them
+        # raw. Keys are JSON (Faust's choice for str keys): target id -> TargetDetector, "partition-N" ->
+        # the partition's TargetGroup state, "target/slot" -> ChartWindow (see FaustTables).
+        if tables is None:
+            tables = FaustTables(
+                *(app.Table(name, key_type=str, value_type=bytes, options=dict(ROCKSDB))
+                  for name in ("detectors", "fleets", "chart-slots")),
+                width_s=self.settings.chart_window_s, slots=self.settings.chart_windows,
+            )  # fmt: skip
+        self.partitions = Partitions.for_worker(tables, config)
+        self.metrics = WorkerMetrics()
+        self.metrics.start_at_zero([names.ping, names.ntp], names.feedback)
+        self.partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
+
+        # ---------------------------------------------------------------------------------------- agents
+        app.agent(self.samples_topic, name="detect")(self.detect)
+        app.agent(self.feedback_topic, name="learn")(self.learn)
+        app.on_partitions_revoked.connect(self.on_revoked)
+        app.on_before_shutdown.connect(self.on_shutdown)
+
+        # ---------------------------------------------------------------------------------------- web
+        _declare_pages(self)
+
+    async def detect(self, stream: StreamT[bytes]) -> None:
+        """Agent: samples in batches; alerts and dead letters are acknowledged before the offsets commit."""
+        async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_within_s):
+            started = time.perf_counter()
+            alerts, dead = self.process_samples(events, now=time.time())
+            await self.publish(alerts, dead)
+            self.metrics.batch_samples.observe(len(events))
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def process_samples(self, events: Sequence[EventT], *, now: float) -> tuple[list[Alert], list[Dead]]:
+        """Decode a batch, run each partition's samples (in ``ts`` order) through its detectors, write the
+        rows that are due; the alerts raised and the dead letters. ``now`` is this worker's clock."""
+        by_partition: dict[int, list[tuple[Sample, EventT]]] = defaultdict(list)
+        dead: list[Dead] = []
+        counts: Counter[str] = Counter()
+        for event in events:
+            message = event.message
+            kind = PingSample if message.topic == self.names.ping else ClockSample
+            try:
+                sample = decode_message(kind, message.key, message.value)
+                check_time(sample, now, self.settings)
+            except FieldError as error:
+                dead.append((dead_letter(event, str(error)), message.key))
+                continue
+            by_partition[message.partition].append((sample, event))
+            counts[message.topic] += 1
+        alerts: list[Alert] = []
+        for partition, pairs in by_partition.items():
+            pairs.sort(key=_ts)  # stable: each target's samples in event-time order, ping and ntp merged
+            alerts += self._detect_partition(partition, pairs, dead)
+        for topic, count in counts.items():
+            self.metrics.samples.labels(topic).inc(count)
+        return alerts, dead
+
+    def _detect_partition(self, partition: int, pairs: list[tuple[Sample, EventT]], dead: list[Dead]) -> list[Alert]:
+        self.partition_events[partition] = last = pairs[-1][1]
+        alerts: list[Alert] = []
+        with acting_for(last):
+            try:
+                alerts = self.partitions.update(partition, [sample for sample, _ in pairs])
+            except Exception as error:
+                # A detector bug must neither stop the agent nor lose the batch (Faust acks it): its
+                # messages are kept as dead letters, to be replayed once fixed.
+                log.exception("detectors failed on %d samples of partition %d", len(pairs), partition)
+                dead += [(dead_letter(event, f"detectors failed: {error!r}"), event.message.key) for _, event in pairs]
+            self.metrics.checkpoints.inc(self.partitions.checkpoint(partition))
+        return alerts
+
+    async def learn(self, stream: StreamT[bytes]) -> None:
+        """Agent: analysts' verdicts, one at a time."""
+        async for event in stream.events():
+            letter = self.process_feedback(event)
+            if letter is not None:
+                await self.publish([], [letter])
+
+    def process_feedback(self, event: EventT) -> Dead | None:
+        """Teach the partition's learners one verdict; its dead letter when it cannot be used."""
+        message = event.message
+        try:
+            feedback = decode_message(Feedback, message.key, message.value)
+        except FieldError as error:
+            return dead_letter(event, str(error)), message.key
+        learned = self.partitions.learn(message.partition, feedback)
+        self.metrics.feedback.labels(str(learned).lower()).inc()
+        return None
+
+    async def publish(self, alerts: Sequence[Alert], dead: Sequence[Dead]) -> None:
         """Send and wait until Kafka has them: the batch's offsets are committed only after this."""
-        sent = [await alerts_topic.send(key=alert.migwatch.target.encode(), value=encode(alert)) for alert in alerts]
-        sent += [
-            await deadletter_topic.send(key=key, value=encode(letter)) for letter, key in zip(dead, keys, strict=True)
+        sent = [
+            await self.alerts_topic.send(key=alert.migwatch.target.encode(), value=encode(alert)) for alert in alerts
         ]
+        sent += [await self.deadletter_topic.send(key=key, value=encode(letter)) for letter, key in dead]
         if sent:
             await asyncio.gather(*sent)
         for alert in alerts:
-            metrics.alerts.labels(alert.migwatch.state).inc()
-        for letter in dead:
-            metrics.dead_letters.labels(letter.topic).inc()
+            self.metrics.alerts.labels(alert.migwatch.state).inc()
+        for letter, _ in dead:
+            self.metrics.dead_letters.labels(letter.topic).inc()
 
-    def dead_letter(event: EventT, error: str) -> DeadLetter:
-        message = event.message
-        payload = message.value if isinstance(message.value, bytes) else b""
-        return DeadLetter.of(message.topic, message.partition, message.offset, error, payload)
-
-    # ---------------------------------------------------------------------------------------- agents
-    @app.agent(samples_topic)
-    async def detect(stream: StreamT[bytes]) -> None:
-        async for events in stream.take_events(worker.batch_size, within=worker.batch_within_s):
-            started = time.perf_counter()
-            by_partition: dict[int, list[tuple[PingSample | ClockSample, EventT]]] = defaultdict(list)
-            dead: list[DeadLetter] = []
-            dead_keys: list[bytes | None] = []
-            counts: Counter[str] = Counter()
-            now = time.time()
-            for event in events:
-                message = event.message
-                kind = PingSample if message.topic == names.ping else ClockSample
-                try:
-                    sample = decode_message(kind, message.key, message.value)
-                    check_time(sample, now, worker)
-                except FieldError as error:
-                    dead.append(dead_letter(event, str(error)))
-                    dead_keys.append(message.key)
-                    continue
-                by_partition[message.partition].append((sample, event))
-                counts[message.topic] += 1
-            alerts: list[Alert] = []
-            for partition, pairs in by_partition.items():
-                pairs.sort(key=_ts)  # stable: each target's samples in event-time order, ping and ntp merged
-                partition_events[partition] = pairs[-1][1]
-                with acting_for(pairs[-1][1]):
-                    try:
-                        alerts += shards.update(partition, [sample for sample, _ in pairs])
-                    except Exception as error:
-                        # A detector bug must neither stop the agent nor lose the batch (Faust acks it):
-                        # its messages are kept as dead letters, to be replayed once fixed.
-                        log.exception("detectors failed on %d samples of partition %d", len(pairs), partition)
-                        dead += [dead_letter(event, f"detectors failed: {error!r}") for _, event in pairs]
-                        dead_keys += [event.message.key for _, event in pairs]
-                    metrics.checkpoints.inc(shards.checkpoint(partition))
-            for topic, count in counts.items():
-                metrics.samples.labels(topic).inc(count)
-            await publish(alerts, dead, dead_keys)
-            metrics.batch_samples.observe(len(events))
-            metrics.batch_seconds.observe(time.perf_counter() - started)
-
-    @app.agent(feedback_topic)
-    async def learn(stream: StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                feedback = decode_message(Feedback, message.key, message.value)
-            except FieldError as error:
-                await publish([], [dead_letter(event, str(error))], [message.key])
-                continue
-            learned = shards.learn(message.partition, feedback)
-            metrics.feedback.labels(str(learned).lower()).inc()
-
-    def write_unwritten(partitions: set[int]) -> None:
+    def write_unwritten(self, partitions: set[int]) -> None:
         for partition in partitions:
-            last = partition_events.pop(partition, None)
+            last = self.partition_events.pop(partition, None)
             if last is not None:
                 with acting_for(last):
-                    metrics.checkpoints.inc(shards.checkpoint(partition, force=True))
+                    self.metrics.checkpoints.inc(self.partitions.checkpoint(partition, force=True))
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
-        # Write what is not yet written while the partitions are still ours, then forget them: if one comes
-        # back it is read again, since another worker may have moved it on meanwhile.
-        moved = {tp.partition for tp in revoked if tp.topic in (names.ping, names.ntp)}
-        write_unwritten(moved)
-        shards.drop(moved)
+    async def on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
+        """Write what is not yet written while the partitions are still ours, then forget them: if one comes
+        back it is read again, since another worker may have moved it on meanwhile."""
+        moved = {tp.partition for tp in revoked if tp.topic in (self.names.ping, self.names.ntp)}
+        self.write_unwritten(moved)
+        self.partitions.drop(moved)
         await app.producer.flush()
 
-    @app.on_before_shutdown.connect
-    async def on_shutdown(app: faust.App, **_: Any) -> None:
-        # A stop (SIGTERM: a deploy, a scale-in) writes what a crash would lose; Faust flushes the producer
-        # right after this signal.
-        write_unwritten(set(partition_events))
+    async def on_shutdown(self, app: faust.App, **_: Any) -> None:
+        """A stop (SIGTERM: a deploy, a scale-in) writes what a crash would lose; Faust flushes the producer
+        right after this signal."""
+        self.write_unwritten(set(self.partition_events))
 
-    # ---------------------------------------------------------------------------------------- web
+
+def dead_letter(event: EventT, error: str) -> DeadLetter:
+    message = event.message
+    payload = message.value if isinstance(message.value, bytes) else b""
+    return DeadLetter.of(message.topic, message.partition, message.offset, error, payload)
+
+
+def _declare_pages(worker: WorkerApp) -> None:
+    """The web pages: ``/status``, a target's chart, ``/metrics`` and the fleet page."""
+    app, settings, partitions, metrics = worker.app, worker.settings, worker.partitions, worker.metrics
+
     @app.page("/status")
     async def status(web: View, request: Request) -> Response:
-        return web.json(views.status(worker, shards))
+        return web.json(views.status(settings, partitions))
 
     @app.page("/targets/{target}/chart")
     async def chart(web: View, request: Request, target: str) -> Response:
-        body, code = views.chart(worker, shards, target)
+        body, code = views.chart(settings, partitions, target)
         return web.json(body, status=code)
 
     @app.page("/metrics")
     async def prometheus(web: View, request: Request) -> Response:
-        await _measure_lag(app, metrics, (names.ping, names.ntp))
-        body, content_type = views.metrics(metrics, shards)
+        await _measure_lag(app, metrics, (worker.names.ping, worker.names.ntp))
+        body, content_type = views.metrics(metrics, partitions)
         return web.bytes(body, headers={"Content-Type": content_type})
 
     @app.page("/")
     async def fleet_page(web: View, request: Request) -> Response:
         return web.html(views.fleet_page())
-
-    return app
 
 
 async def _measure_lag(app: faust.App, metrics: WorkerMetrics, topics: tuple[str, ...]) -> None:
@@ -311,5 +302,5 @@ async def _measure_lag(app: faust.App, metrics: WorkerMetrics, topics: tuple[str
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
 
 
-def _ts(pair: tuple[PingSample | ClockSample, EventT]) -> float:
+def _ts(pair: tuple[Sample, EventT]) -> float:
     return pair[0].ts

@@ -9,6 +9,7 @@ once, when they close. After a crash a target resumes from its last checkpoint a
 samples after the last committed offset.
 
     >>> from migwatch.contract.records import PingSample
+    >>> from migwatch.streams.tables import MemoryTables
     >>> tables = MemoryTables()
     >>> shards = Partitions(tables, checkpoint_s=30.0)
     >>> def ping(t):
@@ -25,74 +26,21 @@ samples after the last committed offset.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
 from migwatch.contract.config import Config
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample
-from migwatch.detectors.fusion import STATES
 from migwatch.detectors.target import TargetDetector
 from migwatch.detectors.target_group import TargetGroup
 from migwatch.streams.charts import ChartWindow
-
-# Alerts per partition whose evidence waits for an analyst's verdict: bounds the fleet-wide row's size.
-REMEMBERED_ALERTS = 1_000
+from migwatch.streams.tables import Tables
 
 _detector_decoder = msgspec.json.Decoder(TargetDetector)
-
-
-class Tables(Protocol):
-    """Where the worker's state is durable: Faust tables in the worker, dicts in tests and replays."""
-
-    def load_target(self, target: str) -> bytes | None: ...
-
-    def save_target(self, target: str, state: bytes) -> None: ...
-
-    def load_fleet(self, partition: int) -> bytes | None: ...
-
-    def save_fleet(self, partition: int, state: bytes) -> None: ...
-
-    def save_window(self, target: str, window: ChartWindow) -> None: ...
-
-    def history(self, target: str, before: float, count: int) -> list[ChartWindow]:
-        """Up to ``count`` closed chart windows of a target that start before ``before``, oldest first."""
-        ...
-
-
-@dataclass
-class MemoryTables:
-    """Tables as plain dicts; each target keeps its last ``keep`` chart windows."""
-
-    keep: int = 120
-    targets: dict[str, bytes] = field(default_factory=dict)
-    fleets: dict[int, bytes] = field(default_factory=dict)
-    windows: dict[str, deque[ChartWindow]] = field(default_factory=dict)
-
-    def load_target(self, target: str) -> bytes | None:
-        return self.targets.get(target)
-
-    def save_target(self, target: str, state: bytes) -> None:
-        self.targets[target] = state
-
-    def load_fleet(self, partition: int) -> bytes | None:
-        return self.fleets.get(partition)
-
-    def save_fleet(self, partition: int, state: bytes) -> None:
-        self.fleets[partition] = state
-
-    def save_window(self, target: str, window: ChartWindow) -> None:
-        kept = self.windows.get(target)
-        if kept is None:
-            kept = self.windows[target] = deque(maxlen=self.keep)
-        kept.append(window)
-
-    def history(self, target: str, before: float, count: int) -> list[ChartWindow]:
-        return [window for window in self.windows.get(target, ()) if window.start < before][-count:]
 
 
 @dataclass
@@ -144,9 +92,9 @@ class Partitions:
         if shard is None:
             raw = self.tables.load_fleet(partition)
             fleet = (
-                TargetGroup(self.settings, self.observer, remembered_alerts=REMEMBERED_ALERTS)
+                TargetGroup(self.settings, self.observer)
                 if raw is None
-                else TargetGroup.restore(raw, self.settings, self.observer, remembered_alerts=REMEMBERED_ALERTS)
+                else TargetGroup.restore(raw, self.settings, self.observer)
             )
             shard = self.shards[partition] = PartitionState(fleet)
         return shard
@@ -267,7 +215,7 @@ def target_status(target: str, partition: int, detector: TargetDetector, alert: 
         "target": target,
         "address": detector.address,
         "partition": partition,
-        "state": STATES[fusion.level],
+        "state": fusion.level.state,
         "likelihood": round(fusion.likelihood, 4),
         "last_rtt_ms": ping.last_rtt_ms,
         "rtt_baseline_ms": ping.baseline.median,

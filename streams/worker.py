@@ -11,7 +11,7 @@ from mode.utils.times import want_seconds
 from migwatch.contract.config import Config
 from migwatch.kafka_io import clients
 from migwatch.kafka_io.topic_admin import create_missing, ensure_topics
-from migwatch.streams.app import create_app
+from migwatch.streams.app import WorkerApp
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def changelog_topics(app: faust.App) -> list[NewTopic]:
 
 
 def run(config: Config, loglevel: str = "warning") -> None:
-    app = create_app(config)
+    app = WorkerApp(config).app
     prepare_topics(config, app)
     worker = config.worker
     web = f"http://{worker.web_bind}:{worker.web_port}/" if worker.web_port else "no web server"

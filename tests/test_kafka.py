@@ -23,7 +23,7 @@ from migwatch.contract.config import parse
 from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Target, decode, encode
 from migwatch.contract.topics import TOPICS, TopicNames
 from migwatch.kafka_io.topic_admin import TopicLayoutError, cleanup_policies, ensure_topics
-from migwatch.streams.app import create_app
+from migwatch.streams.app import WorkerApp
 from migwatch.streams.worker import prepare_topics
 from migwatch_dev.lab.processes import stop
 from tests.conftest import TEST_PARTITIONS
@@ -123,7 +123,7 @@ def test_the_worker_makes_faust_changelogs_before_faust_starts(
         "MIGWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap, "MIGWATCH_KAFKA_TOPIC_PREFIX": topics.prefix,
         "MIGWATCH_KAFKA_PARTITIONS": str(TEST_PARTITIONS), "MIGWATCH_WORKER_APP_ID": app_id,
     })  # fmt: skip
-    prepare_topics(config, create_app(config))
+    prepare_topics(config, WorkerApp(config).app)
     changelogs = [f"{app_id}-{table}-changelog" for table in ("detectors", "fleets", "chart-slots")]
     counts = {d["name"]: len(d["partitions"]) for d in kafka_admin.describe_topics(changelogs) if not d["error_code"]}
     assert counts == dict.fromkeys(changelogs, TEST_PARTITIONS)

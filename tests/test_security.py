@@ -21,10 +21,10 @@ from migwatch.contract.records import (
     decode,
     encode,
 )
-from migwatch.streams.app import create_app
+from migwatch.streams.app import WorkerApp
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [path for folder in ("migwatch", "probes", "streams", "detectors", "deploy/lab")
+SOURCES = [path for folder in ("contract", "detectors", "kafka_io", "probes", "streams", "migwatch", "deploy/dev")
            for path in (ROOT / folder).rglob("*.py")]  # fmt: skip
 UNSAFE = re.compile(r"\b(import pickle|from pickle|pickle\.loads?|marshal\.loads?|cloudpickle|dill|yaml\.load\(|"
                     r"(?<![\w.])eval\(|(?<![\w.])exec\()")  # fmt: skip
@@ -38,7 +38,7 @@ def test_no_source_file_unpickles_or_evaluates() -> None:
 
 
 def test_the_worker_reads_and_keeps_raw_bytes_only() -> None:
-    app = create_app(parse("", source="empty.toml", environ={}))
+    app = WorkerApp(parse("", source="empty.toml", environ={})).app
     channels = [agent.channel for agent in app.agents.values()]
     assert {topic for channel in channels for topic in channel.topics} == {
         "migwatch.ping", "migwatch.ntp", "migwatch.feedback"}  # fmt: skip

@@ -1,0 +1,95 @@
+"""The stream worker's agents, driven in this process: Faust events in, alerts and dead letters out.
+
+:class:`WorkerApp` declares the real Faust app; its agents' work (``process_samples``, ``process_feedback``)
+runs here on real ``faust.Event`` objects, with the in-memory tables instead of changelog-backed ones (no
+broker). The whole worker against a real Kafka is tested in test_streams.py and test_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import faust
+from faust.types.tuples import Message
+
+from migwatch.contract.config import parse
+from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Sample, encode
+from migwatch.detectors.target_group import TargetGroup
+from migwatch.streams.app import WorkerApp
+from migwatch.streams.tables import MemoryTables
+from migwatch_dev.synthetic import Episode, generate
+
+
+def worker_app() -> WorkerApp:
+    config = parse("[worker]\nname = 'w-1'\nstore = 'memory'\nweb_port = 0\n", source="test.toml", environ={})
+    return WorkerApp(config, tables=MemoryTables())
+
+
+def event(app: WorkerApp, topic: str, offset: int, key: bytes | None, value: bytes) -> faust.Event:
+    message = Message(topic, 0, offset, timestamp=0.0, timestamp_type=0, headers=[], key=key, value=value,
+                      checksum=None)  # fmt: skip
+    return faust.Event(app.app, key, value, {}, message)
+
+
+def sample_events(app: WorkerApp, samples: list[Sample]) -> list[faust.Event]:
+    return [
+        event(app, app.names.ping if isinstance(sample, PingSample) else app.names.ntp, offset,
+              sample.target.encode(), encode(sample))
+        for offset, sample in enumerate(samples)
+    ]  # fmt: skip
+
+
+def states(alerts: list[Alert]) -> list[tuple[str, str, float]]:
+    return [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in alerts]
+
+
+def test_the_detect_agents_work_gives_the_alerts_of_a_replay() -> None:
+    samples, labels = generate([Episode("migration", "vm-1", 200.0, copy_s=15.0, downtime_s=0.5)], ["vm-1"], 500.0)
+    app = worker_app()
+    alerts: list[Alert] = []
+    for first in range(0, len(samples), 100):  # batches, as take_events gives them
+        batch = sample_events(app, samples[first : first + 100])
+        raised, dead = app.process_samples(batch, now=samples[-1].ts)
+        assert dead == []
+        alerts += raised
+    group = TargetGroup(observer="w-1")
+    replayed = [alert for sample in samples for alert in group.update(sample)]
+    assert states(alerts) == states(replayed)
+    assert "confirmed" in [state for _, state, _ in states(alerts)]
+    assert labels.migrations[0].start <= alerts[-1].migwatch.detected_ts
+    assert app.metrics.samples.labels(app.names.ping)._value.get() == sum(isinstance(s, PingSample) for s in samples)
+
+
+def test_bad_messages_become_dead_letters_with_their_reason_and_key() -> None:
+    app = worker_app()
+    good = PingSample(target="vm-1", address="192.0.2.1", probe="p", seq=1, ts=1_764_180_000.0, rtt_ms=0.4)
+    clock = ClockSample(target="vm-1", address="192.0.2.1", probe="p", ts=1_764_180_000.5, offset_ms=1.0, delay_ms=0.3)
+    events = [
+        event(app, app.names.ping, 7, b"vm-1", encode(good)),
+        event(app, app.names.ping, 8, b"vm-1", b'{"v":1,"target":"vm-1"}'),
+        event(app, app.names.ntp, 9, b"vm-2", encode(clock)),  # keyed by another target
+        event(app, app.names.ping, 10, b"vm-1", encode(good).replace(b"1764180000.0", b"1864180000.0")),
+    ]
+    alerts, dead = app.process_samples(events, now=1_764_180_001.0)
+    assert alerts == []
+    assert [(letter.topic, letter.offset, key) for letter, key in dead] == [
+        (app.names.ping, 8, b"vm-1"), (app.names.ntp, 9, b"vm-2"), (app.names.ping, 10, b"vm-1")]  # fmt: skip
+    reasons = [letter.error for letter, _ in dead]
+    assert reasons[0] == "address: required field is missing"
+    assert reasons[1] == "key: must be the target id 'vm-1', got b'vm-2'"
+    assert reasons[2].startswith("ts: ") and "ahead of this worker's clock" in reasons[2]
+    assert app.partitions.target_count() == 1
+
+
+def test_the_learn_agents_work_teaches_or_dead_letters() -> None:
+    app = worker_app()
+    verdict = Feedback(alert_id="a-1", target="vm-1", label="benign", ts=1_764_180_000.0, by="analyst")
+    assert app.process_feedback(event(app, app.names.feedback, 0, b"vm-1", encode(verdict))) is None
+    assert app.metrics.feedback.labels("false")._value.get() == 1  # an alert this partition does not remember
+    letter, key = app.process_feedback(event(app, app.names.feedback, 1, b"vm-1", b"not json")) or (None, None)
+    assert letter is not None and key == b"vm-1" and letter.error.startswith("invalid JSON")
+
+
+def test_the_app_declares_its_agents_topics_and_tables() -> None:
+    app = WorkerApp(parse("[worker]\nstore = 'memory'\n", source="test.toml", environ={}))
+    assert sorted(agent.name for agent in app.app.agents.values()) == ["detect", "learn"]
+    assert sorted(app.app.tables) == ["chart-slots", "detectors", "fleets"]
+    assert set(app.samples_topic.topics) == {"migwatch.ping", "migwatch.ntp"}
