@@ -26,7 +26,7 @@ import json
 import math
 import re
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -134,6 +134,24 @@ def _iso_time(name: str, value: str) -> None:
         datetime.fromisoformat(value)
     except ValueError:
         _fail(name, "must be an ISO 8601 time such as 2026-11-26T18:30:00.123Z", value)
+
+
+# What the checks below enforce, said in JSON Schema words for the schema that SIEMs get (alert_schema.py).
+# extra_json_schema only describes: msgspec does not enforce it, the records' __post_init__ does.
+def _described(kind: Any, **schema: Any) -> Any:
+    return Annotated[kind, msgspec.Meta(extra_json_schema=schema)]
+
+
+ISO_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
+IsoTime = _described(str, pattern=ISO_TIME_PATTERN)
+Identifier = _described(str, minLength=1, maxLength=MAX_ID_LENGTH, pattern=r"^\S+$")
+Timestamp = _described(float, minimum=0, maximum=MAX_TS)
+Probability = _described(float, minimum=0, maximum=1)
+Score = _described(float, minimum=0, maximum=100)
+NonNegative = _described(float, minimum=0)
+Count = _described(int, minimum=0)
+NonEmpty = _described(str, minLength=1)
+Severity = _described(int, minimum=1, maximum=4)
 
 
 class Record(msgspec.Struct, kw_only=True):
@@ -259,14 +277,14 @@ class ClockSample(Record, kw_only=True):
 class Evidence(Record, kw_only=True):
     """What the detectors saw; every figure is null when that detector had nothing to say."""
 
-    rtt_baseline_ms: float | None = None
-    rtt_mean_ms: float | None = None
-    rtt_max_ms: float | None = None
-    outliers: int | None = None
-    unanswered: int | None = None
+    rtt_baseline_ms: NonNegative | None = None
+    rtt_mean_ms: NonNegative | None = None
+    rtt_max_ms: NonNegative | None = None
+    outliers: Count | None = None
+    unanswered: Count | None = None
     time_lag_ms: float | None = None
     ttl_change: int | None = None
-    learner_score: float | None = None
+    learner_score: Probability | None = None
     # Beyond the contract's example (issue #4), ignored by readers that do not know them, and left out of
     # the JSON unless known: the watched hypervisor whose pings showed the migration at the same time (most
     # likely the host the VM left), and the VM's clock skew and its last change (another physical clock).
@@ -292,12 +310,12 @@ class Evidence(Record, kw_only=True):
 class AlertDetail(Record, kw_only=True):
     """The ``migwatch`` part of an Alert: our own fields, beside the ECS ones."""
 
-    target: str
+    target: Identifier
     state: AlertState
-    likelihood: float
+    likelihood: Probability
     phase: Phase | None = None
-    detected_ts: float
-    first_evidence_ts: float | None = None
+    detected_ts: Timestamp
+    first_evidence_ts: Timestamp | None = None
     evidence: Evidence = msgspec.field(default_factory=Evidence)
 
     def __post_init__(self) -> None:
@@ -311,15 +329,15 @@ class AlertDetail(Record, kw_only=True):
 class AlertEvent(Record, kw_only=True):
     """ECS ``event``."""
 
-    kind: str = "alert"
+    kind: Literal["alert"] = "alert"
     category: list[str] = msgspec.field(default_factory=lambda: ["host"])
     type: list[str] = msgspec.field(default_factory=lambda: ["change"])
-    action: str = "vm-live-migration"
-    id: str
-    severity: int
-    risk_score: float
-    risk_score_norm: float
-    start: str | None = None
+    action: Literal["vm-live-migration"] = "vm-live-migration"
+    id: NonEmpty
+    severity: Severity
+    risk_score: Score
+    risk_score_norm: Score
+    start: IsoTime | None = None
     dataset: str = "migwatch.alerts"
     module: str = "migwatch"
 
@@ -337,14 +355,14 @@ class AlertEvent(Record, kw_only=True):
 class AlertHost(Record, kw_only=True):
     """ECS ``host``: the watched VM."""
 
-    name: str
+    name: NonEmpty
     ip: list[str] = []
 
 
 class AlertObserver(Record, kw_only=True):
     """ECS ``observer``: the migwatch process that raised the alert."""
 
-    name: str
+    name: NonEmpty
     vendor: str = "migwatch"
     type: str = "monitor"
 
@@ -358,7 +376,7 @@ class AlertRule(Record, kw_only=True):
 class Alert(Record, kw_only=True):
     """An event for the SIEM, in Elastic Common Schema field names with ours under ``migwatch``."""
 
-    timestamp: str = msgspec.field(name="@timestamp")
+    timestamp: IsoTime = msgspec.field(name="@timestamp")
     event: AlertEvent
     host: AlertHost
     observer: AlertObserver

@@ -1,5 +1,5 @@
-"""The Alert JSON Schema for SIEMs (deploy/siem/alert.schema.json) agrees with the Alert record: it takes the
-contract's example and the detectors' alerts, and refuses what the record refuses."""
+"""The Alert JSON Schema for SIEMs (deploy/siem/alert.schema.json) is what the Alert record generates, and agrees
+with the record: it takes the contract's example and the detectors' alerts, and refuses what the record refuses."""
 
 from __future__ import annotations
 
@@ -8,13 +8,20 @@ import json
 import msgspec
 import pytest
 
+from migwatch.contract.alert_schema import alert_schema_text
 from migwatch.contract.records import Alert, FieldError, decode
 from migwatch.detectors.target_group import TargetGroup
 from migwatch_dev.synthetic import Episode, generate
-from tests.siem import alert_schema_validator
+from tests.siem import SCHEMA, alert_schema_validator
 from tests.test_records import CONTRACT_EXAMPLES
 
 CONTRACT_EXAMPLE = CONTRACT_EXAMPLES[Alert]
+
+
+def test_the_schema_file_is_what_the_alert_record_generates() -> None:
+    assert SCHEMA.read_text() == alert_schema_text(), (
+        "the schema file is stale: python -m migwatch.contract.alert_schema > deploy/siem/alert.schema.json"
+    )
 
 
 def test_the_contract_example_and_every_detector_alert_are_valid() -> None:
