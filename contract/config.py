@@ -91,11 +91,11 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
                 raise FieldError(f"{name}: no readable file there, got {path!r}")
         if self.uses_sasl:
             if not self.sasl_username:
-                raise FieldError(f"sasl_username: required with security_protocol {self.security_protocol}, got ''")
+                raise FieldError(f"sasl_username: required with security_protocol ({self.security_protocol}), got ''")
             if bool(self.sasl_password) == bool(self.sasl_password_file):
                 raise FieldError(
                     "sasl_password: give the password or sasl_password_file (one of them) with security_protocol "
-                    f"{self.security_protocol}"
+                    f"({self.security_protocol})"
                 )
         if self.ssl_keyfile and not self.ssl_certfile:
             raise FieldError(f"ssl_keyfile: needs ssl_certfile (the certificate of that key), got {self.ssl_keyfile!r}")

@@ -91,7 +91,7 @@ def test_detector_settings_from_file_and_environment() -> None:
         (
             "[kafka]\nsecurity_protocol = 'SASL_SSL'\n",
             {},
-            "c.toml: kafka.sasl_username: required with security_protocol SASL_SSL, got ''",
+            "c.toml: kafka.sasl_username: required with security_protocol (SASL_SSL), got ''",
         ),
         (
             "[kafka]\nsecurity_protocol = 'SASL_SSL'\nsasl_username = 'u'\n",

@@ -12,6 +12,7 @@ import pytest
 from migwatch.contract.labels import write_labels
 from migwatch.contract.records import Alert, decode
 from migwatch.contract.trace import TraceWriter
+from migwatch_dev.lab import cli as lab_cli
 from migwatch_dev.synthetic import Episode, generate
 
 MIGRATIONS = [
@@ -62,6 +63,19 @@ def test_eval_json_scores_the_generated_corpus(corpus: tuple[Path, Path]) -> Non
     assert sum(m["delay_s"] < 0 for m in long_copies) >= 0.8 * len(long_copies)
     assert all(m["delay_s"] <= 120 for m in score["per_migration"])
     assert "replay:" in result.stderr and "done in" in result.stderr  # progress is shown
+
+
+def test_the_scores_are_those_of_the_detectors_as_recorded(corpus: tuple[Path, Path]) -> None:
+    """The figures of ``migwatch eval`` on this synthetic corpus and of ``migwatch lab score`` on the lab corpus,
+    each whole, as recorded: tests/data/synthetic-eval.json and deploy/dev/corpus/results.json. A detector change
+    that means to change them rewrites both (``migwatch lab score --out deploy/dev/corpus``; the synthetic one
+    from this test's command) and says why."""
+    trace, labels = corpus
+    result = _migwatch("eval", "--trace", str(trace), "--labels", str(labels), "--json")
+    assert json.loads(result.stdout) == json.loads((Path(__file__).parent / "data" / "synthetic-eval.json").read_text())
+    lab_corpus = Path(__file__).resolve().parents[1] / "deploy" / "dev" / "corpus"
+    recorded = json.loads((lab_corpus / "results.json").read_text())
+    assert {run: lab_cli.score(lab_corpus / run) for run in recorded} == recorded
 
 
 def test_eval_table_and_replay_alerts(corpus: tuple[Path, Path], tmp_path: Path) -> None:
