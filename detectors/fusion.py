@@ -33,7 +33,11 @@ from migwatch.detectors.ttl import TtlChange
 
 
 class Level(IntEnum):
-    """The alert states as a ladder: a target's level only rises within an episode (one alert per rise)."""
+    """The alert states as a ladder: a target's level only rises within an episode (one alert per rise).
+
+    >>> Level.LIKELY > Level.SUSPECTED, Level(3).state, msgspec.json.encode(Level.CONFIRMED)
+    (True, 'confirmed', b'3')
+    """
 
     NONE = 0
     SUSPECTED = 1

@@ -38,7 +38,7 @@ from migwatch.detectors.ttl import TtlChange
 
 
 class FleetContext(Protocol):
-    """What a target's detectors may ask of the fleet around them (see :class:`~.fleet.TargetGroup`)."""
+    """What a target's detectors may ask of the fleet around them (see :class:`~.target_group.TargetGroup`)."""
 
     observer: str
 

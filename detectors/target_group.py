@@ -1,4 +1,8 @@
-"""A fleet of targets: routes each sample to its target's detectors and holds what needs all of them.
+"""A group of targets: routes each sample to its target's detectors and holds what needs all of them.
+
+The group is the whole fleet in ``migwatch replay``/``eval`` and ``watch``; in a stream worker it is the
+targets of one Kafka partition (:mod:`migwatch.streams.partitions`), so what needs many targets sees only
+those.
 
 Two things need more than one target. A step of every target's NTP offset at once is the probe's own
 clock moving, not a migration: a time lag waits ``common_wait_s`` of event time for other targets'
@@ -8,15 +12,15 @@ corroborate its ping pattern when one of them shows a pattern at the same time: 
 likely source.
 
     >>> from migwatch.contract.records import ClockSample
-    >>> fleet = TargetGroup()
+    >>> group = TargetGroup()
     >>> def clock(target, t, offset):
     ...     return ClockSample(target=target, address="192.0.2.1", probe="p", ts=float(t), offset_ms=offset,
     ...                        delay_ms=0.2)
     >>> alerts = []
     >>> for t in range(0, 300, 30):              # the probe's clock steps 50 ms at t=150: all targets lag
     ...     for i, target in enumerate(["a", "b", "c", "d"]):
-    ...         alerts += fleet.update(clock(target, t + i, 0.0 if t < 150 else -50.0))
-    >>> alerts, fleet.detectors["a"].lag.common_mode_ts
+    ...         alerts += group.update(clock(target, t + i, 0.0 if t < 150 else -50.0))
+    >>> alerts, group.detectors["a"].lag.common_mode_ts
     ([], 150.0)
 """
 
@@ -42,7 +46,7 @@ class CommonMode(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class TargetGroup:
-    """Per-target detectors by target id; ``update(sample) -> list[Alert]``."""
+    """The detectors of a group of targets by target id; ``update(sample) -> list[Alert]``."""
 
     def __init__(
         self,

@@ -42,7 +42,7 @@ class Watch:
         self.pending: list[Sample] = []
         self.scheduler = Scheduler(config.probe, self.pending.append)
         self.scheduler.set_targets(t for t in config.targets if t.site == config.probe.site)
-        self.shards = Partitions.for_worker(MemoryTables(keep=settings.chart_windows), config)
+        self.partitions = Partitions.for_worker(MemoryTables(keep=settings.chart_windows), config)
         self.metrics = WorkerMetrics()
         self.metrics.start_at_zero(["ping", "ntp"])
         self.metrics.registry.register(ProbeCollector(self.scheduler, None))
@@ -52,7 +52,7 @@ class Watch:
         batch, self.pending[:] = sorted(self.pending, key=_ts), []
         if not batch:
             return []
-        alerts = self.shards.update(0, batch)
+        alerts = self.partitions.update(0, batch)
         counts = Counter("ping" if isinstance(sample, PingSample) else "ntp" for sample in batch)
         for kind, count in counts.items():
             self.metrics.samples.labels(kind).inc(count)
@@ -72,14 +72,14 @@ class Watch:
             return web.Response(text=views.fleet_page(), content_type="text/html")
 
         async def status(request: web.Request) -> web.Response:
-            return web.json_response(views.status(settings, self.shards))
+            return web.json_response(views.status(settings, self.partitions))
 
         async def chart(request: web.Request) -> web.Response:
-            body, code = views.chart(settings, self.shards, request.match_info["target"])
+            body, code = views.chart(settings, self.partitions, request.match_info["target"])
             return web.json_response(body, status=code)
 
         async def metrics(request: web.Request) -> web.Response:
-            body, content_type = views.metrics(self.metrics, self.shards)
+            body, content_type = views.metrics(self.metrics, self.partitions)
             return web.Response(body=body, headers={"Content-Type": content_type})
 
         app = web.Application()

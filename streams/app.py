@@ -141,7 +141,8 @@ class WorkerApp:
         # ---------------------------------------------------------------------------------------- tables
         # Values are our own JSON bytes (never pickle): value_type=bytes makes Faust store and restore them
         # raw. Keys are JSON (Faust's choice for str keys): target id -> TargetDetector, "partition-N" ->
-        # the partition's TargetGroup state, "target/slot" -> ChartWindow (see FaustTables).
+        # the partition's TargetGroup state (the table keeps its earlier name "fleets": its changelog is the
+        # workers' saved state), "target/slot" -> ChartWindow (see FaustTables).
         if tables is None:
             tables = FaustTables(
                 *(app.Table(name, key_type=str, value_type=bytes, options=dict(ROCKSDB))

@@ -11,16 +11,16 @@ samples after the last committed offset.
     >>> from migwatch.contract.records import PingSample
     >>> from migwatch.streams.tables import MemoryTables
     >>> tables = MemoryTables()
-    >>> shards = Partitions(tables, checkpoint_s=30.0)
+    >>> partitions = Partitions(tables, checkpoint_s=30.0)
     >>> def ping(t):
     ...     return PingSample(target="vm-1", address="192.0.2.1", probe="p", seq=t, ts=float(t), rtt_ms=0.4)
-    >>> alerts = shards.update(0, [ping(t) for t in range(10)])
-    >>> shards.checkpoint(0), sorted(tables.targets)   # a new target: written checkpoint_s after it came
+    >>> alerts = partitions.update(0, [ping(t) for t in range(10)])
+    >>> partitions.checkpoint(0), sorted(tables.targets)   # a new target: written checkpoint_s after it came
     (1, [])
-    >>> _ = shards.update(0, [ping(t) for t in range(10, 60)])
-    >>> shards.checkpoint(0), sorted(tables.targets)   # then its row, and the fleet-wide part again
+    >>> _ = partitions.update(0, [ping(t) for t in range(10, 60)])
+    >>> partitions.checkpoint(0), sorted(tables.targets)   # then its row, and the fleet-wide part again
     (2, ['vm-1'])
-    >>> shards.drop([0]); Partitions(tables).update(0, [ping(60)]) == []     # a new owner carries on
+    >>> partitions.drop([0]); Partitions(tables).update(0, [ping(60)]) == []     # a new owner carries on
     True
 """
 
@@ -47,13 +47,13 @@ _detector_decoder = msgspec.json.Decoder(TargetDetector)
 class PartitionState:
     """One partition's TargetGroup and what of it is not yet written."""
 
-    fleet: TargetGroup
+    group: TargetGroup
     saved: dict[str, tuple[float, int]] = field(default_factory=dict)  # target -> (ts, level) of its row
     touched: dict[str, float] = field(default_factory=dict)  # target -> latest ts, not yet written
     # Targets updated since the last checkpoint call: only an update moves a target's ts or alert state, so
     # only these can have fallen due (all of `touched` is written when forced).
     updated: set[str] = field(default_factory=set)
-    fleet_saved_ts: float | None = None
+    group_saved_ts: float | None = None
     latest_ts: float | None = None
     windows: dict[str, ChartWindow] = field(default_factory=dict)  # the open chart window of each target
     last_alert: dict[str, Alert] = field(default_factory=dict)
@@ -76,7 +76,7 @@ class Partitions:
         self.observer = observer
         self.checkpoint_s = checkpoint_s
         self.chart_window_s = chart_window_s
-        self.shards: dict[int, PartitionState] = {}
+        self.owned: dict[int, PartitionState] = {}  # partition -> its state, while this worker owns it
 
     @classmethod
     def for_worker(cls, tables: Tables, config: Config) -> Partitions:
@@ -87,32 +87,32 @@ class Partitions:
             chart_window_s=worker.chart_window_s,
         )  # fmt: skip
 
-    def shard(self, partition: int) -> PartitionState:
-        shard = self.shards.get(partition)
-        if shard is None:
-            raw = self.tables.load_fleet(partition)
-            fleet = (
+    def state_of(self, partition: int) -> PartitionState:
+        state = self.owned.get(partition)
+        if state is None:
+            raw = self.tables.load_group(partition)
+            group = (
                 TargetGroup(self.settings, self.observer)
                 if raw is None
                 else TargetGroup.restore(raw, self.settings, self.observer)
             )
-            shard = self.shards[partition] = PartitionState(fleet)
-        return shard
+            state = self.owned[partition] = PartitionState(group)
+        return state
 
     def update(self, partition: int, samples: Sequence[PingSample | ClockSample]) -> list[Alert]:
         """Run one partition's samples (in ``ts`` order) through its detectors; the alerts they raise."""
-        shard = self.shard(partition)
-        fleet, touched, updated, windows = shard.fleet, shard.touched, shard.updated, shard.windows
+        state = self.state_of(partition)
+        group, touched, updated, windows = state.group, state.touched, state.updated, state.windows
         width = self.chart_window_s
         alerts: list[Alert] = []
         for sample in samples:
             target, ts = sample.target, sample.ts
-            if target not in fleet.detectors:
-                self._load(shard, target)
-            raised = fleet.update(sample)
+            if target not in group.detectors:
+                self._load(state, target)
+            raised = group.update(sample)
             if raised:
                 alerts += raised
-                shard.last_alert[target] = raised[-1]
+                state.last_alert[target] = raised[-1]
             touched[target] = ts
             updated.add(target)
             window = windows.get(target)
@@ -121,32 +121,32 @@ class Partitions:
                     self.tables.save_window(target, window)
                 window = windows[target] = ChartWindow.containing(ts, width)
             window.add(sample)
-            if shard.latest_ts is None or ts > shard.latest_ts:
-                shard.latest_ts = ts
+            if state.latest_ts is None or ts > state.latest_ts:
+                state.latest_ts = ts
         return alerts
 
-    def _load(self, shard: PartitionState, target: str) -> None:
+    def _load(self, state: PartitionState, target: str) -> None:
         raw = self.tables.load_target(target)
         if raw is not None:
             detector = _detector_decoder.decode(raw)
-            shard.fleet.detectors[target] = detector
+            state.group.detectors[target] = detector
             # Known to be saved as it is: written again only when due.
-            shard.saved[target] = (_latest_ts(detector), detector.fusion.level)
+            state.saved[target] = (_latest_ts(detector), detector.fusion.level)
 
     def checkpoint(self, partition: int, *, force: bool = False) -> int:
         """Write the rows that are due (all unwritten ones with ``force``); how many were written."""
-        shard = self.shards.get(partition)
-        if shard is None:
+        state = self.owned.get(partition)
+        if state is None:
             return 0
-        fleet, saved, every = shard.fleet, shard.saved, self.checkpoint_s
+        group, saved, every = state.group, state.saved, self.checkpoint_s
         written = 0
-        candidates = list(shard.touched) if force else [t for t in shard.updated if t in shard.touched]
-        shard.updated.clear()
+        candidates = list(state.touched) if force else [t for t in state.updated if t in state.touched]
+        state.updated.clear()
         for target in candidates:
-            ts = shard.touched[target]
-            detector = fleet.detectors.get(target)
+            ts = state.touched[target]
+            detector = group.detectors.get(target)
             if detector is None:  # forgotten meanwhile
-                del shard.touched[target]
+                del state.touched[target]
                 continue
             level = detector.fusion.level
             last = saved.get(target)
@@ -155,46 +155,46 @@ class Partitions:
             if force or last[1] != level or ts - last[0] >= every:
                 self.tables.save_target(target, msgspec.json.encode(detector))
                 saved[target] = (ts, level)
-                del shard.touched[target]
+                del state.touched[target]
                 written += 1
-        latest = shard.latest_ts
-        if latest is not None and (force or shard.fleet_saved_ts is None or latest - shard.fleet_saved_ts >= every):
-            self.tables.save_fleet(partition, fleet.snapshot(with_detectors=False))
-            shard.fleet_saved_ts = latest
+        latest = state.latest_ts
+        if latest is not None and (force or state.group_saved_ts is None or latest - state.group_saved_ts >= every):
+            self.tables.save_group(partition, group.snapshot(with_detectors=False))
+            state.group_saved_ts = latest
             written += 1
         return written
 
     def learn(self, partition: int, feedback: Feedback) -> bool:
         """An analyst's verdict; False when the alert is not remembered by this partition."""
-        shard = self.shard(partition)
-        learned = shard.fleet.learn(feedback)
-        if learned and shard.latest_ts is not None:
-            shard.fleet_saved_ts = None  # the learners changed: written at the next checkpoint
+        state = self.state_of(partition)
+        learned = state.group.learn(feedback)
+        if learned and state.latest_ts is not None:
+            state.group_saved_ts = None  # the learners changed: written at the next checkpoint
         return learned
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget partitions that moved to another worker; if they come back they are read again."""
         for partition in partitions:
-            self.shards.pop(partition, None)
+            self.owned.pop(partition, None)
 
     def target_count(self) -> int:
-        return sum(len(shard.fleet.detectors) for shard in self.shards.values())
+        return sum(len(state.group.detectors) for state in self.owned.values())
 
     def status(self) -> list[dict[str, Any]]:
         """Every target's current state by target id, for ``/status`` and the fleet page."""
         return sorted(
             (
-                target_status(target, partition, detector, shard.last_alert.get(target))
-                for partition, shard in self.shards.items()
-                for target, detector in shard.fleet.detectors.items()
+                target_status(target, partition, detector, state.last_alert.get(target))
+                for partition, state in self.owned.items()
+                for target, detector in state.group.detectors.items()
             ),
             key=_by_target,
         )
 
     def chart(self, target: str, count: int) -> list[dict[str, Any]] | None:
         """The points of a target's chart (up to ``count`` closed windows, then the open one), or None."""
-        for shard in self.shards.values():
-            window = shard.windows.get(target)
+        for state in self.owned.values():
+            window = state.windows.get(target)
             if window is not None:
                 return [w.point() for w in [*self.tables.history(target, window.start, count), window]]
         return None

@@ -24,9 +24,9 @@ class Tables(Protocol):
 
     def save_target(self, target: str, state: bytes) -> None: ...
 
-    def load_fleet(self, partition: int) -> bytes | None: ...
+    def load_group(self, partition: int) -> bytes | None: ...
 
-    def save_fleet(self, partition: int, state: bytes) -> None: ...
+    def save_group(self, partition: int, state: bytes) -> None: ...
 
     def save_window(self, target: str, window: ChartWindow) -> None: ...
 
@@ -50,10 +50,10 @@ class MemoryTables:
     def save_target(self, target: str, state: bytes) -> None:
         self.targets[target] = state
 
-    def load_fleet(self, partition: int) -> bytes | None:
+    def load_group(self, partition: int) -> bytes | None:
         return self.fleets.get(partition)
 
-    def save_fleet(self, partition: int, state: bytes) -> None:
+    def save_group(self, partition: int, state: bytes) -> None:
         self.fleets[partition] = state
 
     def save_window(self, target: str, window: ChartWindow) -> None:
@@ -101,10 +101,10 @@ class FaustTables:
     def save_target(self, target: str, state: bytes) -> None:
         self.detectors[target] = state
 
-    def load_fleet(self, partition: int) -> bytes | None:
+    def load_group(self, partition: int) -> bytes | None:
         return self.fleets.get(f"partition-{partition}")
 
-    def save_fleet(self, partition: int, state: bytes) -> None:
+    def save_group(self, partition: int, state: bytes) -> None:
         self.fleets[f"partition-{partition}"] = state
 
     def _slot(self, target: str, start: float) -> str:

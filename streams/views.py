@@ -21,20 +21,20 @@ def fleet_page() -> str:
     return PAGE.read_text(encoding="utf-8")
 
 
-def status(settings: WorkerSettings, shards: Partitions) -> dict[str, Any]:
+def status(settings: WorkerSettings, partitions: Partitions) -> dict[str, Any]:
     """``/status``: every target's state, likelihood, last RTT, baseline, clock offset and last alert."""
-    return {"worker": settings.name, "targets": shards.status()}
+    return {"worker": settings.name, "targets": partitions.status()}
 
 
-def chart(settings: WorkerSettings, shards: Partitions, target: str) -> tuple[dict[str, Any], int]:
+def chart(settings: WorkerSettings, partitions: Partitions, target: str) -> tuple[dict[str, Any], int]:
     """``/targets/<id>/chart``: the chart's points and the HTTP status (404 for a target not watched here)."""
-    points = shards.chart(target, settings.chart_windows)
+    points = partitions.chart(target, settings.chart_windows)
     if points is None:
         return {"error": f"target: not watched here, got {target!r}"}, 404
     return {"target": target, "points": points}, 200
 
 
-def metrics(registry: WorkerMetrics, shards: Partitions) -> tuple[bytes, str]:
+def metrics(registry: WorkerMetrics, partitions: Partitions) -> tuple[bytes, str]:
     """``/metrics``: the Prometheus text and its content type."""
-    registry.targets.set(shards.target_count())
+    registry.targets.set(partitions.target_count())
     return generate_latest(registry.registry), CONTENT_TYPE_LATEST

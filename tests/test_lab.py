@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from migwatch.contract.labels import read_labels
 from migwatch_dev.lab.emulated_lab import EmulatedLab
 from migwatch_dev.lab.errors import LabError
 from migwatch_dev.lab.qemu_lab import QemuLab
@@ -100,8 +101,10 @@ def test_the_emulated_lab_plays_each_episode_and_the_probes_record_it(tmp_path: 
     assert run.returncode == 0, out
     assert lab_namespaces() <= before, "the lab left namespaces behind"
     labels = json.loads((tmp_path / "run" / "labels.json").read_text())
+    read_labels(tmp_path / "run" / "labels.json")  # written through the contract's validated Labels
     (migration,) = labels["migrations"]
     assert migration["target"] == VM_ID and migration["end"] - migration["start"] >= 5.0
+    assert migration["source"] != migration["destination"]
     episodes = {episode["kind"]: episode for episode in labels["benign"]}
     assert set(episodes) == {"bulk-transfer", "loss-burst", "ttl-change", "pause", "clock-step"}
     samples = read_trace(tmp_path / "run" / "trace-100ms.jsonl.gz")
