@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from migwatch.contract.records import PingSample, decode, encode
+from migwatch.contract.codec import decode, encode
+from migwatch.contract.records import PingSample
 from migwatch.contract.trace import TraceWriter, read_trace
 
 

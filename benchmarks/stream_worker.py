@@ -42,7 +42,8 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from migwatch.contract.records import Alert, PingSample, decode, encode
+from migwatch.contract.codec import decode, encode
+from migwatch.contract.records import Alert, PingSample
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io.topic_admin import ensure_topics
 

@@ -26,9 +26,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from migwatch.contract.codec import convert, explain
 from migwatch.contract.detector_settings import DEFAULTS as DETECTOR_DEFAULTS
 from migwatch.contract.detector_settings import DetectorSettings
-from migwatch.contract.records import FieldError, Target, check_identifier, convert, explain
+from migwatch.contract.fields import FieldError, check_identifier
+from migwatch.contract.records import Target
 
 ENV_PREFIX = "MIGWATCH_"
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,200}\Z")

@@ -9,7 +9,7 @@ settings object and their JSON state holds data only. They are part of the confi
     >>> DetectorSettings(window_s=0)
     Traceback (most recent call last):
     ...
-    migwatch.contract.records.FieldError: window_s: must be > 0, got 0
+    migwatch.contract.fields.FieldError: window_s: must be > 0, got 0
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Literal
 
 import msgspec
 
-from migwatch.contract.records import FieldError
+from migwatch.contract.fields import FieldError
 
 
 class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -8,7 +8,7 @@ The one owner of the format: ``migwatch eval`` reads it, the lab and the synthet
     >>> BenignLabel(target="vm-1", start=20.0, end=10.0, kind="pause")
     Traceback (most recent call last):
     ...
-    migwatch.contract.records.FieldError: end: must be >= start (20.0), got 10.0
+    migwatch.contract.fields.FieldError: end: must be >= start (20.0), got 10.0
 """
 
 from __future__ import annotations
@@ -18,15 +18,9 @@ from pathlib import Path
 
 import msgspec
 
-from migwatch.contract.records import (
-    SCHEMA_VERSION,
-    FieldError,
-    Record,
-    check_identifier,
-    check_timestamp,
-    decode,
-    encode,
-)
+from migwatch.contract.codec import decode, encode
+from migwatch.contract.fields import FieldError, check_identifier, check_timestamp
+from migwatch.contract.records import SCHEMA_VERSION, Record
 from migwatch.contract.trace import TraceError
 
 # What a lab's episode was played with (a benign step's settings: seconds, hops, ...), kept beside the label.

@@ -27,14 +27,9 @@ from typing import IO, Literal
 
 import msgspec
 
-from migwatch.contract.records import (
-    ClockSample,
-    FieldError,
-    PingSample,
-    Sample,
-    decode,
-    encode,
-)
+from migwatch.contract.codec import decode, encode
+from migwatch.contract.fields import FieldError
+from migwatch.contract.records import ClockSample, PingSample, Sample
 
 
 class PingLine(PingSample, kw_only=True, tag_field="type", tag="ping"):

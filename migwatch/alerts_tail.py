@@ -10,8 +10,10 @@ import sys
 import time
 from typing import BinaryIO
 
+from migwatch.contract.codec import decode
 from migwatch.contract.config import KafkaSettings
-from migwatch.contract.records import Alert, FieldError, decode
+from migwatch.contract.fields import FieldError
+from migwatch.contract.records import Alert
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io import clients
 

@@ -16,8 +16,9 @@ from kafka.errors import KafkaError
 
 from migwatch import target_registry
 from migwatch.contract import config as config_module
+from migwatch.contract.codec import encode, to_builtins
 from migwatch.contract.detector_settings import DEFAULTS
-from migwatch.contract.records import FieldError, encode, to_builtins
+from migwatch.contract.fields import FieldError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -11,8 +11,9 @@ matplotlib.use("Agg")  # files only: no display on servers
 
 import matplotlib.pyplot as plt
 
+from migwatch.contract.fields import FieldError
 from migwatch.contract.labels import read_labels
-from migwatch.contract.records import FieldError, PingSample
+from migwatch.contract.records import PingSample
 from migwatch.contract.trace import iter_lines
 
 

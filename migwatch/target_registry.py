@@ -9,8 +9,10 @@ from collections.abc import Iterable
 
 from kafka import TopicPartition
 
+from migwatch.contract.codec import decode, encode
 from migwatch.contract.config import KafkaSettings
-from migwatch.contract.records import FieldError, Target, decode, encode
+from migwatch.contract.fields import FieldError
+from migwatch.contract.records import Target
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io import clients
 

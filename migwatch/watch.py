@@ -20,8 +20,9 @@ from typing import IO
 
 from aiohttp import web
 
+from migwatch.contract.codec import encode
 from migwatch.contract.config import Config
-from migwatch.contract.records import Alert, PingSample, Sample, encode
+from migwatch.contract.records import Alert, PingSample, Sample
 from migwatch.probes.metrics import ProbeCollector
 from migwatch.probes.scheduler import Scheduler
 from migwatch.streams import views

@@ -21,8 +21,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
+from migwatch.contract.codec import encode
 from migwatch.contract.config import KafkaSettings
-from migwatch.contract.records import ClockSample, PingSample, encode
+from migwatch.contract.records import ClockSample, PingSample
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io import clients
 

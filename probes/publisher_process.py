@@ -17,8 +17,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from migwatch.contract.codec import encode
 from migwatch.contract.config import KafkaSettings
-from migwatch.contract.records import ClockSample, DeadLetter, PingSample, encode
+from migwatch.contract.records import ClockSample, DeadLetter, PingSample
 from migwatch.contract.topics import TopicNames
 
 _FRAME = struct.Struct("!BHI")  # topic (0 ping, 1 ntp, 2 deadletter), key length, value length

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 
+from migwatch.contract.codec import decode
 from migwatch.contract.config import KafkaSettings
-from migwatch.contract.records import DeadLetter, FieldError, Target, decode
+from migwatch.contract.fields import FieldError
+from migwatch.contract.records import DeadLetter, Target
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io import clients
 

@@ -20,18 +20,10 @@ import faust
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
+from migwatch.contract.codec import decode, encode
 from migwatch.contract.config import Config, KafkaSettings, WorkerSettings
-from migwatch.contract.records import (
-    Alert,
-    ClockSample,
-    DeadLetter,
-    Feedback,
-    FieldError,
-    PingSample,
-    Sample,
-    decode,
-    encode,
-)
+from migwatch.contract.fields import FieldError
+from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Sample
 from migwatch.contract.topics import TopicNames
 from migwatch.streams import views
 from migwatch.streams.consumer import Transport

@@ -7,9 +7,9 @@ from datetime import UTC
 import msgspec
 from hypothesis import strategies as st
 
+from migwatch.contract.fields import MAX_TS
 from migwatch.contract.records import (
     MAX_DURATION_MS,
-    MAX_TS,
     Alert,
     AlertDetail,
     AlertEvent,

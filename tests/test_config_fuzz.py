@@ -62,7 +62,7 @@ def check(text: str, environ: dict[str, str], names: tuple[str, ...], field: str
 @given(st.sampled_from(FIELDS), values)
 def test_any_value_of_a_setting_is_accepted_or_refused_naming_it(field: tuple[str, str], value: Any) -> None:
     section, key = field
-    check(f"[{section}]\n{key} = {toml_value(value)}\n", {}, (f"c.toml: {section}.{key}",))
+    check(f"[{section}]\n{key} = {toml_value(value)}\n", {}, (f"c.toml: {section}.{key}",), key)
 
 
 @settings(max_examples=1000, deadline=None)

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
-from migwatch.contract.records import Alert, ClockSample, FieldError, PingSample, Target
+from migwatch.contract.fields import FieldError
+from migwatch.contract.records import Alert, ClockSample, PingSample, Target
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.target import TargetDetector
 from migwatch.detectors.target_group import TargetGroup

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from migwatch.contract.codec import decode
 from migwatch.contract.labels import write_labels
-from migwatch.contract.records import Alert, decode
+from migwatch.contract.records import Alert
 from migwatch.contract.trace import TraceWriter
 from migwatch_dev.lab import cli as lab_cli
 from migwatch_dev.synthetic import Episode, generate

@@ -27,8 +27,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from migwatch.contract.codec import decode
 from migwatch.contract.config import KafkaSettings
-from migwatch.contract.records import Alert, PingSample, decode
+from migwatch.contract.records import Alert, PingSample
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io import clients
 from migwatch.kafka_io.topic_admin import ensure_topics

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaAdminClient, KafkaProducer
 
-from migwatch.contract.records import MAX_DURATION_MS, DeadLetter, decode
+from migwatch.contract.codec import decode
+from migwatch.contract.records import MAX_DURATION_MS, DeadLetter
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io.topic_admin import ensure_topics
 from tests.processes import wait_for

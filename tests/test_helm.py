@@ -13,8 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from migwatch.contract.codec import convert
 from migwatch.contract.config import Config, apply_environment
-from migwatch.contract.records import convert
 
 CHART = Path(__file__).resolve().parents[1] / "deploy" / "helm" / "migwatch"
 OPERATOR_KINDS = {"ServiceMonitor": "monitoring.coreos.com/v1", "KafkaTopic": "kafka.strimzi.io/v1beta2"}

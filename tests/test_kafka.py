@@ -19,8 +19,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
+from migwatch.contract.codec import decode, encode
 from migwatch.contract.config import parse
-from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Target, decode, encode
+from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Target
 from migwatch.contract.topics import TOPICS, TopicNames
 from migwatch.kafka_io.topic_admin import TopicLayoutError, cleanup_policies, ensure_topics
 from migwatch.streams.app import WorkerApp

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from migwatch.contract.codec import encode
 from migwatch.contract.config import KafkaSettings, load
-from migwatch.contract.records import PingSample, encode
+from migwatch.contract.records import PingSample
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io import clients
 from migwatch.kafka_io.topic_admin import ensure_topics

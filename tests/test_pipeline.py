@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from migwatch.contract.records import Alert, decode
+from migwatch.contract.codec import decode
+from migwatch.contract.records import Alert
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.lab.chrony import chrony_server

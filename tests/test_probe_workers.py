@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from migwatch.contract.records import PingSample, Target, decode, encode
+from migwatch.contract.codec import decode, encode
+from migwatch.contract.records import PingSample, Target
 from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.lab.processes import stop
 from tests.conftest import free_port_pair

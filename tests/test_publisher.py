@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 
+from migwatch.contract.codec import decode
 from migwatch.contract.config import KafkaSettings, ProbeSettings
-from migwatch.contract.records import PingSample, Target, decode
+from migwatch.contract.records import PingSample, Target
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch.probes.publisher import Publisher

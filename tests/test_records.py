@@ -9,18 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migwatch.contract.records import (
-    Alert,
-    ClockSample,
-    DeadLetter,
-    Feedback,
-    FieldError,
-    PingSample,
-    Target,
-    decode,
-    encode,
-    is_address,
-)
+from migwatch.contract.codec import decode, encode
+from migwatch.contract.fields import FieldError, is_address
+from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Target
 from tests.strategies import RECORDS
 
 PING = {

@@ -1,6 +1,6 @@
 """Issue #8, security: nothing read from Kafka is unpickled or evaluated, and message sizes are bounded.
 
-Every Kafka message migwatch reads is decoded by msgspec into a record (``records.decode``, which refuses
+Every Kafka message migwatch reads is decoded by msgspec into a record (``contract.codec.decode``, which refuses
 anything over ``MAX_RECORD_BYTES`` before parsing); the Faust worker's topics and tables hand over raw bytes
 (JSON we decode ourselves), never a codec that could unpickle. The source holds no pickle, eval or exec."""
 
@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from migwatch.contract.codec import MAX_RECORD_BYTES, decode, encode
 from migwatch.contract.config import parse
-from migwatch.contract.records import (
-    DEAD_LETTER_PAYLOAD_BYTES,
-    MAX_RECORD_BYTES,
-    DeadLetter,
-    FieldError,
-    PingSample,
-    decode,
-    encode,
-)
+from migwatch.contract.fields import FieldError
+from migwatch.contract.records import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter, PingSample
 from migwatch.streams.app import WorkerApp
 
 ROOT = Path(__file__).resolve().parents[1]

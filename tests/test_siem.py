@@ -9,7 +9,9 @@ import msgspec
 import pytest
 
 from migwatch.contract.alert_schema import alert_schema_text
-from migwatch.contract.records import Alert, FieldError, decode
+from migwatch.contract.codec import decode
+from migwatch.contract.fields import FieldError
+from migwatch.contract.records import Alert
 from migwatch.detectors.target_group import TargetGroup
 from migwatch_dev.synthetic import Episode, generate
 from tests.siem import SCHEMA, alert_schema_validator

@@ -21,7 +21,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.partitioner.default import murmur2
 
-from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, decode, encode
+from migwatch.contract.codec import decode, encode
+from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample
 from migwatch.contract.topics import TopicNames
 from migwatch.detectors.target_group import TargetGroup
 from migwatch.kafka_io.topic_admin import ensure_topics

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from migwatch.contract.records import Alert, decode
+from migwatch.contract.codec import decode
+from migwatch.contract.records import Alert
 from migwatch_dev.lab.chrony import chrony_server
 from migwatch_dev.lab.emulated_lab import BASE_DELAY_MS, start_copy, switch
 from migwatch_dev.lab.link_emulator import EmulatedLink, emulated_link

@@ -10,8 +10,9 @@ from __future__ import annotations
 import faust
 from faust.types.tuples import Message
 
+from migwatch.contract.codec import encode
 from migwatch.contract.config import parse
-from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Sample, encode
+from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Sample
 from migwatch.detectors.target_group import TargetGroup
 from migwatch.streams.app import WorkerApp
 from migwatch.streams.tables import MemoryTables

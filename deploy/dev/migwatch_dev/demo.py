@@ -29,8 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from migwatch.contract.codec import decode, to_builtins
 from migwatch.contract.config import KafkaSettings
-from migwatch.contract.records import Alert, decode, to_builtins
+from migwatch.contract.records import Alert
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io import clients
 from migwatch.kafka_io.topic_admin import ensure_topics
