@@ -56,7 +56,8 @@ def test_the_detect_agents_work_gives_the_alerts_of_a_replay() -> None:
     assert states(alerts) == states(replayed)
     assert "confirmed" in [state for _, state, _ in states(alerts)]
     assert labels.migrations[0].start <= alerts[-1].migwatch.detected_ts
-    assert app.metrics.samples.labels(app.names.ping)._value.get() == sum(isinstance(s, PingSample) for s in samples)
+    counted = app.metrics.registry.get_sample_value("migwatch_worker_samples_total", {"topic": app.names.ping})
+    assert counted == sum(isinstance(sample, PingSample) for sample in samples)
 
 
 def test_bad_messages_become_dead_letters_with_their_reason_and_key() -> None:
@@ -84,7 +85,8 @@ def test_the_learn_agents_work_teaches_or_dead_letters() -> None:
     app = worker_app()
     verdict = Feedback(alert_id="a-1", target="vm-1", label="benign", ts=1_764_180_000.0, by="analyst")
     assert app.process_feedback(event(app, app.names.feedback, 0, b"vm-1", encode(verdict))) is None
-    assert app.metrics.feedback.labels("false")._value.get() == 1  # an alert this partition does not remember
+    # An alert this partition does not remember: counted as not learned.
+    assert app.metrics.registry.get_sample_value("migwatch_worker_feedback_total", {"learned": "false"}) == 1
     letter, key = app.process_feedback(event(app, app.names.feedback, 1, b"vm-1", b"not json")) or (None, None)
     assert letter is not None and key == b"vm-1" and letter.error.startswith("invalid JSON")
 
