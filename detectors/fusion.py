@@ -69,7 +69,6 @@ def iso(ts: float) -> str:
 class Signs:
     """The evidence in force at one event time, read off the detectors (the paper's signs, and ours)."""
 
-    ts: float
     ping: PingHeuristic
     ttl: TtlChange
     lag: TimeLag
@@ -105,7 +104,7 @@ class Signs:
         )
         recent = settings.clear_after_s
         return cls(
-            ts=ts, ping=ping, ttl=ttl, lag=lag, skew=skew, pattern=pattern, loss_in_pattern=loss_in_pattern,
+            ping=ping, ttl=ttl, lag=lag, skew=skew, pattern=pattern, loss_in_pattern=loss_in_pattern,
             loss_run=loss_run,
             lag_seen=lag.lag_ts is not None and ts - lag.lag_ts <= recent,
             ttl_seen=ttl.changed_ts is not None and ts - ttl.changed_ts <= recent,
