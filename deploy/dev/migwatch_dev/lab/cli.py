@@ -106,14 +106,15 @@ def score_corpus(root: Path) -> dict[str, Any]:
     summary = {folder.name: score(folder) for folder in sorted(root.iterdir()) if (folder / "labels.json").exists()}
     (root / "results.json").write_text(json.dumps(summary, indent=1))
     print(f"{'run':<10} {'trace':<22} {'migr.':>5} {'found':>5} {'recall':>6} {'alerts':>6} {'false':>5} "
-          f"{'delay p50':>9} {'max':>6}")  # fmt: skip
+          f"{'benign':>6} {'b.alerted':>9} {'delay p50':>9} {'max':>6}")  # fmt: skip
     for run, traces in summary.items():
         for trace, r in traces.items():
             delay = r["delay_s"]
             median = "-" if delay["median"] is None else f"{delay['median']:+.1f} s"
             worst = "-" if delay["max"] is None else f"{delay['max']:+.1f} s"
             print(f"{run:<10} {trace:<22} {r['migrations']:>5} {r['detected']:>5} {r['recall']:>6.2f} "
-                  f"{r['alerts']:>6} {r['false_alarms']:>5} {median:>9} {worst:>6}")  # fmt: skip
+                  f"{r['alerts']:>6} {r['false_alarms']:>5} {r['benign_episodes']:>6} {r['benign_alerted']:>9} "
+                  f"{median:>9} {worst:>6}")  # fmt: skip
     return summary
 
 
