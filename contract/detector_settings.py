@@ -46,6 +46,10 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     lag_noise_k: float = 6.0  # a step must exceed lag_noise_k spreads of the recent offsets
     lag_delay_k: float = 0.5  # ... and lag_delay_k x the sample's round-trip delay (offset error <= delay/2)
     lag_delay_max_factor: float = 3.0  # samples with delay > factor x usual delay (+1 ms) are not trusted
+    # --- relocation: where a moved VM settled (its lowest RTT before and after the move)
+    floor_windows: int = 12  # quiet windows whose lowest RTT is kept as the level before a move
+    settle_windows: int = 3  # steady windows after a confirmed move that make its new level
+    relocation_min_ms: float = 1.0  # a shift of the lowest RTT from this on is a relocation (~100 km of fibre)
     # --- clock skew
     skew_points: int = 6  # offsets per half of the series whose skews are compared (3 min at 30 s)
     skew_min_interval_s: float = 20.0  # offsets closer than this to the last one kept are not used for skew

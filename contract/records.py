@@ -60,6 +60,11 @@ TargetKind = Literal["vm", "host"]
 AlertState = Literal["suspected", "likely", "confirmed", "cleared"]
 Phase = Literal["memory-copy", "stop-and-copy", "switched"]
 NtpError = Literal["timeout", "refused", "unsynchronized", "invalid"]
+# event.action: a move (its states rise suspected -> likely -> confirmed), and, once the moved VM's round
+# trip has settled at a level beyond the noise from the old one, where it went (issue #21).
+AlertAction = Literal["vm-live-migration", "vm-relocated"]
+# migwatch.outcome: inside a declared maintenance window between allowed hosts, or not.
+Outcome = Literal["expected", "unexpected"]
 FeedbackLabel = Literal["migration", "benign"]
 
 
@@ -205,6 +210,11 @@ class Evidence(Record, kw_only=True):
     source_host: str | msgspec.UnsetType = msgspec.UNSET
     skew_ppm: float | msgspec.UnsetType = msgspec.UNSET
     skew_change_ppm: float | msgspec.UnsetType = msgspec.UNSET
+    # Issue #21: the allowed hypervisor that showed the migration stream beside the source (where the VM went),
+    # and whether the move stayed among the VM's allowed hosts (false: the source showed the stream, no
+    # other allowed host did).
+    destination_host: str | msgspec.UnsetType = msgspec.UNSET
+    destination_allowed: bool | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         for name in ("rtt_baseline_ms", "rtt_mean_ms", "rtt_max_ms"):
@@ -221,6 +231,24 @@ class Evidence(Record, kw_only=True):
         check_number("learner_score", self.learner_score, low=0.0, high=1.0, nullable=True)
 
 
+class RelocationEvidence(Record, kw_only=True):
+    """Where a moved VM settled: its lowest round trip before and after the move, and how much farther it
+    can at most be (about 100 km per millisecond of round trip in fibre; a longer route explains a shift too)."""
+
+    rtt_min_before_ms: NonNegative
+    rtt_min_after_ms: NonNegative
+    shift_ms: float
+    distance_km_max: float
+    settled_ts: Timestamp
+
+    def __post_init__(self) -> None:
+        check_number("rtt_min_before_ms", self.rtt_min_before_ms, low=0.0)
+        check_number("rtt_min_after_ms", self.rtt_min_after_ms, low=0.0)
+        check_number("shift_ms", self.shift_ms)
+        check_number("distance_km_max", self.distance_km_max)
+        check_timestamp("settled_ts", self.settled_ts)
+
+
 class AlertDetail(Record, kw_only=True):
     """The ``migwatch`` part of an Alert: our own fields, beside the ECS ones."""
 
@@ -231,6 +259,13 @@ class AlertDetail(Record, kw_only=True):
     detected_ts: Timestamp
     first_evidence_ts: Timestamp | None = None
     evidence: Evidence = msgspec.field(default_factory=Evidence)
+    # Issue #21, left out of the JSON unless known: the VM's site and where it settled after a move, whether
+    # the move was planned (a maintenance window, and its id), and the hypervisors it may run on.
+    site: str | msgspec.UnsetType = msgspec.UNSET
+    relocation: RelocationEvidence | msgspec.UnsetType = msgspec.UNSET
+    outcome: Outcome | msgspec.UnsetType = msgspec.UNSET
+    window: str | msgspec.UnsetType = msgspec.UNSET
+    allowed_hosts: list[str] | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         check_identifier("target", self.target)
@@ -246,7 +281,7 @@ class AlertEvent(Record, kw_only=True):
     kind: Literal["alert"] = "alert"
     category: list[str] = msgspec.field(default_factory=lambda: ["host"])
     type: list[str] = msgspec.field(default_factory=lambda: ["change"])
-    action: Literal["vm-live-migration"] = "vm-live-migration"
+    action: AlertAction = "vm-live-migration"
     id: NonEmpty
     severity: Severity
     risk_score: Score
@@ -295,6 +330,8 @@ class Alert(Record, kw_only=True):
     host: AlertHost
     observer: AlertObserver
     rule: AlertRule = msgspec.field(default_factory=AlertRule)
+    # ECS ``labels``: the watched target's own labels (its Target record's), for SIEM rules and filters.
+    labels: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
     migwatch: AlertDetail
 
     def __post_init__(self) -> None:

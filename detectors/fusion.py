@@ -8,9 +8,11 @@
 | ``confirmed`` | a time lag of the VM's clock |
 
 A bulk copy over the VM's link shows the pattern without lost pings or a lag (the paper's SCP control),
-so it can reach ``suspected`` but never ``likely`` or ``confirmed``. One alert is sent per rise of the state
-and one ``cleared`` after ``clear_after_s`` of quiet; an alert's ``event.id`` derives from the target, the
-episode's first evidence and the state, so the same alert sent again has the same id.
+so it can reach ``suspected`` but never ``likely`` or ``confirmed``. One alert is sent per rise of the state,
+one ``vm-relocated`` alert when a confirmed move settled at a round trip beyond the noise from the old one
+(:mod:`~migwatch.detectors.relocation`), and one ``cleared`` after ``clear_after_s`` of quiet; an alert's
+``event.id`` derives from the target, the episode's first evidence and the state, so the same alert sent
+again has the same id.
 """
 
 from __future__ import annotations
@@ -24,9 +26,18 @@ from enum import IntEnum
 import msgspec
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
-from migwatch.contract.records import Alert, AlertDetail, AlertEvent, AlertHost, AlertObserver, Evidence
+from migwatch.contract.records import (
+    Alert,
+    AlertDetail,
+    AlertEvent,
+    AlertHost,
+    AlertObserver,
+    Evidence,
+    RelocationEvidence,
+)
 from migwatch.detectors.learners import alert_features
 from migwatch.detectors.ping import PingHeuristic
+from migwatch.detectors.relocation import Relocation
 from migwatch.detectors.skew import ClockSkew
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
@@ -73,12 +84,14 @@ class Signs:
     ttl: TtlChange
     lag: TimeLag
     skew: ClockSkew | None
+    relocation: Relocation | None
     pattern: bool  # the ping pattern: raised mean RTT, high outliers
     loss_in_pattern: bool  # unanswered pings within that pattern's episode (stop-and-copy)
     loss_run: bool  # a run of unanswered pings, lately
     lag_seen: bool  # a time lag of the VM's clock, lately
     ttl_seen: bool  # a new reply TTL (another subnet), lately
     skew_seen: bool  # a new clock skew (another physical clock), lately
+    relocated: bool  # a moved VM settled at another round trip, lately
 
     @classmethod
     def read(
@@ -89,6 +102,7 @@ class Signs:
         ttl: TtlChange,
         lag: TimeLag,
         skew: ClockSkew | None,
+        relocation: Relocation | None = None,
         settings: DetectorSettings,
     ) -> Signs:
         pattern = ping.in_episode(ts, settings)
@@ -103,12 +117,15 @@ class Signs:
             ping.max_run >= 2 and ping.loss_last_ts is not None and ts - ping.loss_last_ts <= settings.episode_gap_s
         )
         recent = settings.clear_after_s
+        settled = relocation.settled_ts if relocation is not None else None
         return cls(
-            ping=ping, ttl=ttl, lag=lag, skew=skew, pattern=pattern, loss_in_pattern=loss_in_pattern,
-            loss_run=loss_run,
+            ping=ping, ttl=ttl, lag=lag, skew=skew, relocation=relocation, pattern=pattern,
+            loss_in_pattern=loss_in_pattern, loss_run=loss_run,
             lag_seen=lag.lag_ts is not None and ts - lag.lag_ts <= recent,
             ttl_seen=ttl.changed_ts is not None and ts - ttl.changed_ts <= recent,
             skew_seen=skew is not None and skew.detected_ts is not None and ts - skew.detected_ts <= recent,
+            relocated=settled is not None and ts - settled <= recent and relocation is not None
+            and relocation.relocated(settings),
         )  # fmt: skip
 
     @property
@@ -117,8 +134,9 @@ class Signs:
 
     @property
     def moved(self) -> bool:
-        """A new reply TTL or clock skew says the VM may be elsewhere; alone it has benign causes too."""
-        return self.ttl_seen or self.skew_seen
+        """A new reply TTL, clock skew or settled round trip says the VM may be elsewhere; alone each has
+        benign causes too."""
+        return self.ttl_seen or self.skew_seen or self.relocated
 
     def level(self) -> Level:
         """The paper's ladder: ping = early warning, time lag = certainty; a bulk copy (pattern without lost
@@ -134,6 +152,7 @@ class Signs:
     def spans(self) -> list[tuple[float, float]]:
         """(first, last) event time of each piece of evidence in force."""
         ping, lag, ttl, skew = self.ping, self.lag, self.ttl, self.skew
+        settled = self.relocation.settled_ts if self.relocation is not None else None
         return [
             (first, last)
             for first, last, active in (
@@ -143,6 +162,7 @@ class Signs:
                 (ttl.changed_ts, ttl.changed_ts, self.ttl_seen),
                 (skew.changed_ts if skew is not None else None, skew.detected_ts if skew is not None else None,
                  self.skew_seen),
+                (settled, settled, self.relocated),
             )
             if active and first is not None and last is not None
         ]  # fmt: skip
@@ -186,6 +206,20 @@ class Signs:
             likelihood = max(CALIBRATED_FLOOR[level], (likelihood + verdict) / 2)
         return likelihood
 
+    def where(self) -> RelocationEvidence | None:
+        """The relocation's figures, while it is in force."""
+        relocation = self.relocation
+        if not self.relocated or relocation is None:
+            return None
+        before, after, settled = relocation.before_ms, relocation.after_ms, relocation.settled_ts
+        shift, distance = relocation.shift_ms(), relocation.distance_km()
+        assert before is not None and after is not None and settled is not None
+        assert shift is not None and distance is not None
+        return RelocationEvidence(
+            rtt_min_before_ms=before, rtt_min_after_ms=after, shift_ms=round(shift, 3), distance_km_max=distance,
+            settled_ts=settled,
+        )  # fmt: skip
+
 
 class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Per-target alert state: the highest level of the current episode and when its evidence was seen."""
@@ -196,6 +230,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
     likelihood: float = 0.0
     last_alert: str | None = None  # event.id of the last alert sent
     confirmed_lag_ts: float | None = None  # the clock lag that confirmed the current episode
+    relocated_ts: float | None = None  # the settled relocation already told (vm-relocated)
 
     def assess(
         self,
@@ -206,6 +241,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         ttl: TtlChange,
         lag: TimeLag,
         skew: ClockSkew | None = None,
+        relocation: Relocation | None = None,
         source_host: str | None = None,
         learner_score: float | None = None,
         feedback: Callable[[dict[str, float]], float | None] | None = None,
@@ -217,7 +253,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         ``learner_score`` the window scorer's latest; ``feedback`` gives P(migration) for an alert's features
         once analysts have taught it (else None).
         """
-        signs = Signs.read(ts, ping=ping, ttl=ttl, lag=lag, skew=skew, settings=settings)
+        signs = Signs.read(ts, ping=ping, ttl=ttl, lag=lag, skew=skew, relocation=relocation, settings=settings)
         renewed_after = self._renew_on_new_lag(signs)
         level = signs.level()
         if level:
@@ -233,11 +269,20 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
             likelihood = signs.likelihood(level, source_host, learner_score, verdict, settings)
             self.likelihood = max(self.likelihood, likelihood)
             phase = ping.phase(ts, settings) or ("switched" if signs.lag_seen or signs.moved else None)
-            return [self._alert(level.state, ts, identity, phase, evidence)]
+            return [self._alert(level.state, ts, identity, phase, evidence, signs=signs)]
+        settled = relocation.settled_ts if relocation is not None else None
+        if self.level == Level.CONFIRMED and signs.relocated and self.relocated_ts != settled:
+            self.relocated_ts = settled
+            self.likelihood = max(self.likelihood, signs.likelihood(Level.CONFIRMED, source_host, learner_score,
+                                                                    None, settings))  # fmt: skip
+            evidence = signs.evidence(source_host, learner_score)
+            return [self._alert("confirmed", ts, identity, "switched", evidence, signs=signs, action="vm-relocated")]
         if self.level and self.last_ts is not None and ts - self.last_ts >= settings.clear_after_s:
-            alert = self._alert("cleared", ts, identity, None, Evidence(rtt_baseline_ms=ping.baseline.median))
+            alert = self._alert(
+                "cleared", ts, identity, None, Evidence(rtt_baseline_ms=ping.baseline.median), signs=None
+            )
             self.level, self.first_ts, self.last_ts, self.likelihood = Level.NONE, None, None, 0.0
-            self.confirmed_lag_ts = None
+            self.confirmed_lag_ts = self.relocated_ts = None
             return [alert]
         return []
 
@@ -260,27 +305,38 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.last_ts = max(last for _, last in spans)
 
     def _alert(
-        self, state: str, ts: float, identity: tuple[str, str, str], phase: str | None, evidence: Evidence
-    ) -> Alert:
+        self, state: str, ts: float, identity: tuple[str, str, str], phase: str | None, evidence: Evidence,
+        *, signs: Signs | None, action: str = "vm-live-migration",
+    ) -> Alert:  # fmt: skip
         target, address, observer = identity
         assert self.first_ts is not None
-        event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{target}|{self.first_ts!r}|{state}"))
+        # The first alerts of a kind keep their earlier ids: a SIEM that saw them drops them as repeats.
+        kind = state if action == "vm-live-migration" else f"{state}|{action}"
+        event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{target}|{self.first_ts!r}|{kind}"))
         self.last_alert = event_id
         risk = 0.0 if state == "cleared" else round(100 * self.likelihood, 1)
+        where = signs.where() if signs is not None else None
+        # Where a VM went beyond the noise is worth one more step of severity than that it moved.
+        severity = min(4, SEVERITY[state] + (where is not None))
+        detail = AlertDetail(
+            target=target,
+            state=state,  # type: ignore[arg-type]
+            likelihood=round(self.likelihood, 3),
+            phase=phase,  # type: ignore[arg-type]
+            detected_ts=ts,
+            first_evidence_ts=self.first_ts,
+            evidence=evidence,
+        )
+        if where is not None:
+            detail.relocation = where
+        event = AlertEvent(
+            action=action,  # type: ignore[arg-type]
+            id=event_id, severity=severity, risk_score=risk, risk_score_norm=risk, start=iso(self.first_ts),
+        )  # fmt: skip
         return Alert(
             timestamp=iso(ts),
-            event=AlertEvent(
-                id=event_id, severity=SEVERITY[state], risk_score=risk, risk_score_norm=risk, start=iso(self.first_ts)
-            ),
+            event=event,
             host=AlertHost(name=target, ip=[address]),
             observer=AlertObserver(name=observer),
-            migwatch=AlertDetail(
-                target=target,
-                state=state,  # type: ignore[arg-type]
-                likelihood=round(self.likelihood, 3),
-                phase=phase,  # type: ignore[arg-type]
-                detected_ts=ts,
-                first_evidence_ts=self.first_ts,
-                evidence=evidence,
-            ),
+            migwatch=detail,
         )

@@ -62,6 +62,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
     loss_last_ts: float | None = None
     resumed_ts: float | None = None  # first reply after unanswered pings: the VM runs again
     last_rtt_ms: float | None = None
+    recent_ms: list[float] = []  # the last few answered pings: the path's round trip now
 
     def in_episode(self, ts: float, settings: DetectorSettings = DEFAULTS) -> bool:
         last = self.pattern_last_ts
@@ -88,6 +89,10 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
             self.resumed_ts = ts
             self.run = 0
         self.last_rtt_ms = rtt
+        recent = self.recent_ms
+        recent.append(rtt)
+        if len(recent) > 3:
+            del recent[0]
         baseline = self.baseline
         median = baseline.median
         if median is None:
@@ -155,6 +160,17 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.unanswered += 1
         self.max_run = max(self.max_run, self.run)
         self.loss_last_ts = ts
+
+    def path_rtt_ms(self) -> float | None:
+        """The round trip of the path now: the median of the last three answered pings."""
+        recent = self.recent_ms
+        return sorted(recent)[len(recent) // 2] if recent else None
+
+    def relearn(self, level_ms: float) -> None:
+        """The target settled at a new RTT level (it moved): that is its normal now, and the episode is over."""
+        self.baseline = RobustBaseline(median=level_ms)
+        self._end_episode()
+        self.unanswered = self.run = self.max_run = 0
 
     def _end_episode(self) -> None:
         self.pattern_first_ts = self.pattern_last_ts = None

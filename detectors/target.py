@@ -32,6 +32,7 @@ from migwatch.contract.records import Alert, ClockSample, PingSample
 from migwatch.detectors.fusion import Fusion, Level
 from migwatch.detectors.learners import squash
 from migwatch.detectors.ping import PingHeuristic
+from migwatch.detectors.relocation import Relocation
 from migwatch.detectors.skew import ClockSkew
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
@@ -66,6 +67,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     ttl: TtlChange = msgspec.field(default_factory=TtlChange)
     lag: TimeLag = msgspec.field(default_factory=TimeLag)
     skew: ClockSkew = msgspec.field(default_factory=ClockSkew)
+    relocation: Relocation = msgspec.field(default_factory=Relocation)
     fusion: Fusion = msgspec.field(default_factory=Fusion)
     learner_score: float | None = None  # the highest window score of late
     learner_ts: float | None = None
@@ -81,11 +83,13 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         if isinstance(sample, PingSample):
             window = self.ping.update(sample, settings)
             self.ttl.update(sample, settings)
+            self._follow_level(sample, settings)
             if window is not None and context is not None:
                 self._learn_window(window, ts, context, settings)
         else:
             pending, level = self.lag.pending_ts, self.lag.rebased
-            good = self.lag.update(sample, settings)
+            ping = self.ping
+            good = self.lag.update(sample, settings, ping.path_rtt_ms(), not ping.in_episode(ts, settings))
             if self.lag.rebased != level:
                 self.skew.reset()
             lag_ts = self.lag.lag_ts
@@ -100,8 +104,11 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             wait = context.lag_wait_s() if context is not None else 0.0
             if ts >= lag.pending_ts + wait:
                 common = context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
+                before = lag.good_ts if lag.good_ts is not None else lag.pending_ts
                 lag.resolve(common_mode=common)
                 self.skew.reset()
+                if not common and lag.lag_ts is not None:
+                    self.relocation.moved(before_ts=before, ts=lag.lag_ts)
         if self.fusion.level == Level.NONE and self._quiet(ts, settings):
             return []  # most samples of most targets: nothing for the fusion to weigh
         in_pattern = self.ping.in_episode(ts, settings)
@@ -115,6 +122,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             ttl=self.ttl,
             lag=self.lag,
             skew=self.skew,
+            relocation=self.relocation,
             source_host=source,
             learner_score=self.learner_score if recent else None,
             feedback=context.feedback_probability if context is not None else None,
@@ -133,13 +141,23 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         ping = self.ping
         pattern, loss = ping.pattern_last_ts, ping.loss_last_ts
         lag, ttl, skew = self.lag.lag_ts, self.ttl.changed_ts, self.skew.detected_ts
+        settled = self.relocation.settled_ts
         return (
-            (pattern is None or pattern < horizon)
+            (settled is None or settled < horizon)
+            and (pattern is None or pattern < horizon)
             and (loss is None or loss < horizon)
             and (lag is None or lag < horizon)
             and (ttl is None or ttl < horizon)
             and (skew is None or skew < horizon)
         )
+
+    def _follow_level(self, sample: PingSample, settings: DetectorSettings) -> None:
+        """Where a moved VM's round trip settles is its normal from then on: the ping baseline re-learns it."""
+        relocation = self.relocation
+        settled = relocation.settled_ts
+        relocation.update(sample, settings, calm=not self.ping.in_episode(sample.ts, settings))
+        if relocation.settled_ts != settled and relocation.level_ms is not None:
+            self.ping.relearn(relocation.level_ms)
 
     def _learn_window(
         self, window: dict[str, float], ts: float, context: FleetContext, settings: DetectorSettings

@@ -6,10 +6,11 @@ the recent good offsets as a reference level and flags a step down that exceeds 
 ``lag_min_ms``, ``lag_noise_k`` spreads of the recent offsets, and ``lag_delay_k`` x the sample's round-trip
 delay (an NTP offset is only known to within half the delay).
 
-Not a lag: failed queries (``error`` set), samples whose delay is far above the usual (a queued reply),
-steps up, and steps towards zero (the VM's own NTP correcting its clock). A step is first *pending*; the
-caller resolves it (:meth:`TimeLag.resolve`) once it knows whether every target stepped alike, which means
-the probe's own clock moved (see :mod:`migwatch.detectors.target_group`).
+Not a lag: failed queries (``error`` set), samples whose delay is far above both the usual and the path's
+round trip as the pings see it now (a queued reply; a VM moved farther away answers later for good, and
+its pings say so), steps up, and steps towards zero (the VM's own NTP correcting its clock). A step is
+first *pending*; the caller resolves it (:meth:`TimeLag.resolve`) once it knows whether every target
+stepped alike, which means the probe's own clock moved (see :mod:`migwatch.detectors.target_group`).
 
     >>> from migwatch.contract.records import ClockSample
     >>> lag = TimeLag()
@@ -53,36 +54,53 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
     lag_ms: float | None = None
     common_mode_ts: float | None = None  # the last step rejected as the probe's own clock moving
     offset_ms: float | None = None  # the last good offset
+    good_ts: float | None = None  # when it was measured
     rebased: int = 0  # how often the reference level was dropped for a new one
 
     def ready(self, settings: DetectorSettings = DEFAULTS) -> bool:
         return len(self.offsets) >= settings.lag_warmup
 
-    def update(self, sample: ClockSample, settings: DetectorSettings = DEFAULTS) -> bool:
-        """Consume one sample; True when it was taken as a good offset of the current level."""
+    def update(
+        self,
+        sample: ClockSample,
+        settings: DetectorSettings = DEFAULTS,
+        path_rtt_ms: float | None = None,
+        path_settled: bool = True,
+    ) -> bool:
+        """Consume one sample; True when it was taken as a good offset of the current level.
+
+        ``path_rtt_ms`` is the round trip the target's pings show now, when known; ``path_settled`` False
+        while they show an episode. A slow answer that the path explains may show a lag, but sets the level
+        only once the path has settled: a reply queued behind a memory copy is off by up to half its delay.
+        """
         offset, delay = sample.offset_ms, sample.delay_ms
         if sample.error is not None or offset is None or delay is None:
             return False
+        trusted = True
         if self.delays and delay > settings.lag_delay_max_factor * statistics.median(self.delays) + 1.0:
-            return False  # a queued or rerouted reply: its offset is not to be trusted
-        self.offset_ms = offset
+            if path_rtt_ms is None or delay > settings.lag_delay_max_factor * path_rtt_ms + 1.0:
+                return False  # a queued reply: its offset is not to be trusted
+            trusted = path_settled
+        if trusted:
+            self.offset_ms = offset
         if not self.ready(settings):
-            self._remember(offset, delay, settings)
-            return True
+            if trusted:
+                self._remember(sample.ts, offset, delay, settings)
+            return trusted
         reference = statistics.median(self.offsets)
         step = offset - reference
-        if step >= 0 or abs(offset) < abs(reference) - abs(step) / 2:
-            # Level or up, or towards zero (the VM's NTP correcting): re-base on a clear move.
-            if abs(step) > self.threshold(delay, settings):
-                self.offsets, self.delays = [], []
-                self.rebased += 1
-            self._remember(offset, delay, settings)
-            return True
-        if -step > self.threshold(delay, settings):
+        if -step > self.threshold(delay, settings) and abs(offset) >= abs(reference) - abs(step) / 2:
             if self.pending_ts is None:
                 self.pending_ts, self.pending_offset_ms, self.pending_step_ms = sample.ts, offset, step
+                self.offset_ms = offset
             return False  # the reference keeps its level until the step is resolved
-        self._remember(offset, delay, settings)
+        if not trusted:
+            return False
+        if (step >= 0 or abs(offset) < abs(reference) - abs(step) / 2) and abs(step) > self.threshold(delay, settings):
+            # Up, or towards zero (the VM's NTP correcting): re-base on a clear move.
+            self.offsets, self.delays = [], []
+            self.rebased += 1
+        self._remember(sample.ts, offset, delay, settings)
         return True
 
     def threshold(self, delay_ms: float, settings: DetectorSettings = DEFAULTS) -> float:
@@ -101,11 +119,12 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
             self.lag_ts, self.lag_ms = self.pending_ts, self.pending_step_ms
         # Either way the offsets have a new level from here on; the path's delays have not changed.
         assert self.pending_offset_ms is not None
-        self.offsets = [self.pending_offset_ms]
+        self.offsets, self.good_ts = [self.pending_offset_ms], self.pending_ts
         self.rebased += 1
         self.pending_ts = self.pending_offset_ms = self.pending_step_ms = None
 
-    def _remember(self, offset: float, delay: float, settings: DetectorSettings) -> None:
+    def _remember(self, ts: float, offset: float, delay: float, settings: DetectorSettings) -> None:
+        self.good_ts = ts
         self.offsets.append(offset)
         self.delays.append(delay)
         limit = settings.lag_history

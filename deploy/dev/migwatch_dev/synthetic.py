@@ -9,7 +9,12 @@ top:
 - ``bulk-transfer``: raised RTT and outliers, no lost ping, no lag (the paper's SCP control);
 - ``loss-burst``: a few unanswered pings alone;
 - ``clock-correction``: the VM's own NTP steps its clock back towards the probe;
-- ``ttl-change``: replies cross one more router from then on.
+- ``ttl-change``: replies cross one more router from then on;
+- ``path-change``: the route to the VM grows longer for ``copy_s`` (RTT and NTP delay up by ``rtt_add_ms``,
+  evenly), with no move.
+
+A migration with ``relocate_ms`` moves the VM to a site that many milliseconds of RTT farther away (or,
+negative, nearer): from its switch on, pings and NTP answers take that much longer.
 
     >>> samples, labels = generate([Episode("migration", "vm-1", 300.0, copy_s=20.0, downtime_s=0.5)],
     ...                            targets=["vm-1", "vm-2"], duration_s=600.0)
@@ -32,7 +37,7 @@ from typing import Literal
 from migwatch.contract.labels import BenignLabel, Labels, MigrationLabel
 from migwatch.contract.records import ClockSample, PingSample
 
-EpisodeKind = Literal["migration", "bulk-transfer", "loss-burst", "clock-correction", "ttl-change"]
+EpisodeKind = Literal["migration", "bulk-transfer", "loss-burst", "clock-correction", "ttl-change", "path-change"]
 START_TS = 1_764_180_000.0
 
 
@@ -45,11 +50,23 @@ class Episode:
     downtime_s: float = 0.5  # migration: stop-and-copy; loss-burst: its length
     rtt_add_ms: float = 2.5  # raised RTT while copying
     lag_ms: float | None = None  # migration: the clock lag (default: the downtime); correction: its size
+    relocate_ms: float = 0.0  # migration: RTT the new site adds from the switch on
 
     @property
     def end(self) -> float:
-        length = {"migration": self.copy_s + self.downtime_s, "bulk-transfer": self.copy_s}
+        length = {"migration": self.copy_s + self.downtime_s, "bulk-transfer": self.copy_s, "path-change": self.copy_s}
         return self.start + length.get(self.kind, self.downtime_s if self.kind == "loss-burst" else 1.0)
+
+
+def _path_ms(episodes: Sequence[Episode], t: float) -> float:
+    """What the path adds to a round trip at ``t``: the sites the VM was moved to, a longer route for a while."""
+    added = 0.0
+    for episode in episodes:
+        if episode.kind == "migration" and t >= episode.end:
+            added += episode.relocate_ms
+        elif episode.kind == "path-change" and episode.start <= t < episode.end:
+            added += episode.rtt_add_ms
+    return added
 
 
 def _pings(
@@ -74,6 +91,8 @@ def _pings(
                 rtt = None
             elif episode.kind == "ttl-change" and offset >= 0:
                 ttl = 63
+        if rtt is not None:
+            rtt += _path_ms(episodes, t)
         yield PingSample(
             target=target, address=address, probe="synthetic", seq=seq, ts=START_TS + t,
             rtt_ms=None if rtt is None else round(rtt, 4), ttl=None if rtt is None else ttl,
@@ -100,7 +119,7 @@ def _clocks(
                 offset += step if t < episode.start else 0.0
         yield ClockSample(
             target=target, address=address, probe="synthetic", ts=START_TS + t, offset_ms=round(offset, 4),
-            delay_ms=round(abs(rng.gauss(0.5, 0.05)), 4), stratum=3, leap=0,
+            delay_ms=round(abs(rng.gauss(0.5, 0.05)) + _path_ms(episodes, t), 4), stratum=3, leap=0,
         )  # fmt: skip
         t += interval_s
 
