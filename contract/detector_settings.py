@@ -90,3 +90,40 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 DEFAULTS = DetectorSettings()
+
+# Settings of a whole target group (its common-mode check, its learners, its memory): no one target's.
+GROUP_SETTINGS = frozenset({
+    "common_wait_s", "common_min_targets", "common_fraction", "common_tolerance", "learner", "learner_warmup",
+    "feedback_min", "feedback_likely_p", "remembered_alerts",
+})  # fmt: skip
+
+
+def with_overrides(settings: DetectorSettings, overrides: dict[str, float | int | str]) -> DetectorSettings:
+    """``settings`` with one target's own values for some of them (a Target's ``detectors``), validated
+    like the rest; a FieldError names ``detectors.<setting>``.
+
+        >>> with_overrides(DEFAULTS, {"lag_min_ms": 5}).lag_min_ms
+        5.0
+        >>> with_overrides(DEFAULTS, {"common_wait_s": 5})
+        Traceback (most recent call last):
+        ...
+        migwatch.contract.fields.FieldError: detectors.common_wait_s: a setting of the whole target group, ...
+    """
+    known = {field.name for field in msgspec.structs.fields(DetectorSettings)}
+    for name in overrides:
+        if name not in known:
+            own = ", ".join(sorted(known - GROUP_SETTINGS))
+            raise FieldError(f"detectors.{name}: not a detector setting (known: {own})")
+        if name in GROUP_SETTINGS:
+            raise FieldError(f"detectors.{name}: a setting of the whole target group, not of one target")
+    try:
+        return msgspec.convert({**msgspec.structs.asdict(settings), **overrides}, DetectorSettings)
+    except msgspec.ValidationError as error:
+        # A range check says "lag_min_ms: must be > 0, got -5.0"; msgspec's type check says
+        # "Expected `float`, got `str` - at `$.lag_min_ms`": either way, name the setting and its value.
+        message, _, where = str(error).partition(" - at `$.")
+        if not where:
+            raise FieldError(f"detectors.{message}") from None
+        name = where.rstrip("`")
+        wanted = message.removeprefix("Expected ").split(",")[0]
+        raise FieldError(f"detectors.{name}: must be {wanted}, got {overrides.get(name)!r}") from None

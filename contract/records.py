@@ -26,6 +26,7 @@ from typing import Literal
 
 import msgspec
 
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings, with_overrides
 from migwatch.contract.fields import (
     MAX_TS,
     Count,
@@ -96,6 +97,9 @@ class Target(Record, kw_only=True):
     labels: dict[str, str] = {}
     # Issue #3: a target's own ping timeout; left out of the JSON unless set (the probe's default applies).
     ping_timeout_s: float | msgspec.UnsetType = msgspec.UNSET
+    # Issue #21: this target's own values of named detector settings (a chatty VM's noisy RTT, an NTP
+    # server that answers every 64 s), over the [detectors] ones; left out of the JSON unless set.
+    detectors: dict[str, float | int | str] | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         _version(self.v)
@@ -108,6 +112,12 @@ class Target(Record, kw_only=True):
         check_number("ping_interval_s", self.ping_interval_s, low=MIN_PING_INTERVAL_S, high=MAX_PING_INTERVAL_S)
         check_number("ntp_interval_s", self.ntp_interval_s, low=MIN_PING_INTERVAL_S, high=MAX_NTP_INTERVAL_S)
         check_identifier("site", self.site)
+        if self.detectors is not msgspec.UNSET:
+            with_overrides(DEFAULTS, self.detectors)  # a bad name or value fails here, named
+
+    def settings(self, group: DetectorSettings) -> DetectorSettings:
+        """The detector settings of this target: the group's, with its own ``detectors`` values over them."""
+        return group if not self.detectors else with_overrides(group, self.detectors)
 
 
 class PingSample(Record, kw_only=True):
@@ -215,6 +225,7 @@ class Evidence(Record, kw_only=True):
     # other allowed host did).
     destination_host: str | msgspec.UnsetType = msgspec.UNSET
     destination_allowed: bool | msgspec.UnsetType = msgspec.UNSET
+    hosts_seen: list[str] | msgspec.UnsetType = msgspec.UNSET  # the allowed hosts that showed the stream
 
     def __post_init__(self) -> None:
         for name in ("rtt_baseline_ms", "rtt_mean_ms", "rtt_max_ms"):

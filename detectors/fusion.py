@@ -35,6 +35,7 @@ from migwatch.contract.records import (
     Evidence,
     RelocationEvidence,
 )
+from migwatch.detectors.hosts import NO_HOSTS, HostNames
 from migwatch.detectors.learners import alert_features
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.relocation import Relocation
@@ -167,7 +168,7 @@ class Signs:
             if active and first is not None and last is not None
         ]  # fmt: skip
 
-    def evidence(self, source_host: str | None, learner_score: float | None) -> Evidence:
+    def evidence(self, hosts: HostNames, learner_score: float | None) -> Evidence:
         """The alert's evidence: each detector's figures where its sign is in force."""
         ping, skew = self.ping, self.skew
         evidence = Evidence(
@@ -180,8 +181,14 @@ class Signs:
             ttl_change=self.ttl.change if self.ttl_seen else None,
             learner_score=learner_score,
         )
-        if source_host is not None:
-            evidence.source_host = source_host
+        if hosts.source is not None:
+            evidence.source_host = hosts.source
+        if hosts.destination is not None:
+            evidence.destination_host = hosts.destination
+        if hosts.destination_allowed is not None:
+            evidence.destination_allowed = hosts.destination_allowed
+        if hosts.seen:
+            evidence.hosts_seen = list(hosts.seen)
         if skew is not None and skew.skew_ppm is not None:
             evidence.skew_ppm = round(skew.skew_ppm, 3)
         if self.skew_seen and skew is not None and skew.change_ppm is not None:
@@ -189,7 +196,7 @@ class Signs:
         return evidence
 
     def likelihood(
-        self, level: Level, source_host: str | None, learner_score: float | None, verdict: float | None,
+        self, level: Level, hosts: HostNames, learner_score: float | None, verdict: float | None,
         settings: DetectorSettings,
     ) -> float:  # fmt: skip
         """P(migration): the level's floor plus what corroborates it, up to the level's cap; then calibrated
@@ -199,7 +206,7 @@ class Signs:
             settings.bonus_pattern * self.pattern
             + settings.bonus_loss * self.loss
             + settings.bonus_moved * self.moved
-            + settings.bonus_source_host * bool(source_host)
+            + settings.bonus_source_host * (hosts.source is not None)
         )
         likelihood = min(cap, floor + bonus + settings.bonus_learner * (learner_score or 0.0))
         if verdict is not None:
@@ -231,6 +238,12 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_alert: str | None = None  # event.id of the last alert sent
     confirmed_lag_ts: float | None = None  # the clock lag that confirmed the current episode
     relocated_ts: float | None = None  # the settled relocation already told (vm-relocated)
+    # The hypervisors the episode was seen leaving and entering: a host's pattern ends with the copy, the
+    # clock lag that confirms the move may come later.
+    source_host: str | None = None
+    destination_host: str | None = None
+    destination_allowed: bool | None = None
+    hosts_seen: list[str] = []
 
     def assess(
         self,
@@ -242,7 +255,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         lag: TimeLag,
         skew: ClockSkew | None = None,
         relocation: Relocation | None = None,
-        source_host: str | None = None,
+        hosts: HostNames = NO_HOSTS,
         learner_score: float | None = None,
         feedback: Callable[[dict[str, float]], float | None] | None = None,
         settings: DetectorSettings = DEFAULTS,
@@ -258,24 +271,25 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         level = signs.level()
         if level:
             self._track(signs.spans(), renewed_after)
+            hosts = self._episode_hosts(hosts)
         if level > self.level:
-            evidence = signs.evidence(source_host, learner_score)
+            evidence = signs.evidence(hosts, learner_score)
             verdict = feedback(alert_features(evidence)) if feedback is not None else None
             if level == Level.SUSPECTED and verdict is not None and verdict >= settings.feedback_likely_p:
                 level = Level.LIKELY  # analysts taught us that this pattern is a migration
             self.level = level
             if level == Level.CONFIRMED:
                 self.confirmed_lag_ts = lag.lag_ts
-            likelihood = signs.likelihood(level, source_host, learner_score, verdict, settings)
+            likelihood = signs.likelihood(level, hosts, learner_score, verdict, settings)
             self.likelihood = max(self.likelihood, likelihood)
             phase = ping.phase(ts, settings) or ("switched" if signs.lag_seen or signs.moved else None)
             return [self._alert(level.state, ts, identity, phase, evidence, signs=signs)]
         settled = relocation.settled_ts if relocation is not None else None
         if self.level == Level.CONFIRMED and signs.relocated and self.relocated_ts != settled:
             self.relocated_ts = settled
-            self.likelihood = max(self.likelihood, signs.likelihood(Level.CONFIRMED, source_host, learner_score,
+            self.likelihood = max(self.likelihood, signs.likelihood(Level.CONFIRMED, hosts, learner_score,
                                                                     None, settings))  # fmt: skip
-            evidence = signs.evidence(source_host, learner_score)
+            evidence = signs.evidence(hosts, learner_score)
             return [self._alert("confirmed", ts, identity, "switched", evidence, signs=signs, action="vm-relocated")]
         if self.level and self.last_ts is not None and ts - self.last_ts >= settings.clear_after_s:
             alert = self._alert(
@@ -283,8 +297,20 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
             )
             self.level, self.first_ts, self.last_ts, self.likelihood = Level.NONE, None, None, 0.0
             self.confirmed_lag_ts = self.relocated_ts = None
+            self.source_host = self.destination_host = self.destination_allowed = None
+            self.hosts_seen = []
             return [alert]
         return []
+
+    def _episode_hosts(self, now: HostNames) -> HostNames:
+        """The hosts named in this episode so far: the source as first named, the destination and whether it
+        was allowed as last known (a settled round trip comes after the stream), every host that showed it."""
+        self.source_host = self.source_host or now.source
+        self.destination_host = now.destination or self.destination_host
+        if now.destination_allowed is not None:
+            self.destination_allowed = now.destination_allowed
+        self.hosts_seen += [host for host in now.seen if host not in self.hosts_seen]
+        return HostNames(self.source_host, self.destination_host, self.destination_allowed, tuple(self.hosts_seen))
 
     def _renew_on_new_lag(self, signs: Signs) -> float | None:
         """Another lag after the one that confirmed this episode: the VM moved again (there and back, say).
@@ -296,6 +322,8 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         ):
             return None
         self.level, self.first_ts, self.likelihood = Level.NONE, None, 0.0
+        self.source_host = self.destination_host = self.destination_allowed = None
+        self.hosts_seen = []
         return renewed_after
 
     def _track(self, spans: list[tuple[float, float]], renewed_after: float | None) -> None:

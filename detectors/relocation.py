@@ -74,6 +74,10 @@ class Relocation(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.moved_ts, self.after = ts, []
         self.after_ms = self.settled_ts = self.level_ms = None
 
+    def floor_ms(self) -> float | None:
+        """The lowest RTT of the quiet windows kept: the path's round trip without queueing."""
+        return min((low for _, low in self.floors), default=None)
+
     def shift_ms(self) -> float | None:
         """After minus before of the last settled move, when both are known."""
         if self.after_ms is None or self.before_ms is None:

@@ -30,6 +30,7 @@ import msgspec
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.records import Alert, ClockSample, PingSample
 from migwatch.detectors.fusion import Fusion, Level
+from migwatch.detectors.hosts import NO_HOSTS, HostNames
 from migwatch.detectors.learners import squash
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.relocation import Relocation
@@ -49,7 +50,9 @@ class FleetContext(Protocol):
 
     def common_mode(self, target: str, ts: float, step_ms: float) -> bool: ...
 
-    def source_host(self, target: str, ts: float) -> str | None: ...
+    def host_names(
+        self, target: str, ts: float, last_seen: str | None, vm_floor_ms: float | None, vm_after_ms: float | None
+    ) -> HostNames: ...
 
     def score_window(self, features: dict[str, float]) -> float | None: ...
 
@@ -69,6 +72,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     skew: ClockSkew = msgspec.field(default_factory=ClockSkew)
     relocation: Relocation = msgspec.field(default_factory=Relocation)
     fusion: Fusion = msgspec.field(default_factory=Fusion)
+    last_host: str | None = None  # the hypervisor the VM moved to last, when its pings named it
     learner_score: float | None = None  # the highest window score of late
     learner_ts: float | None = None
 
@@ -111,8 +115,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
                     self.relocation.moved(before_ts=before, ts=lag.lag_ts)
         if self.fusion.level == Level.NONE and self._quiet(ts, settings):
             return []  # most samples of most targets: nothing for the fusion to weigh
-        in_pattern = self.ping.in_episode(ts, settings)
-        source = context.source_host(self.target, ts) if context is not None and in_pattern else None
+        hosts = self._host_names(ts, context) if context is not None else NO_HOSTS
         observer = context.observer if context is not None else "migwatch"
         recent = self.learner_ts is not None and ts - self.learner_ts <= settings.episode_gap_s
         alerts = self.fusion.assess(
@@ -123,11 +126,15 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             lag=self.lag,
             skew=self.skew,
             relocation=self.relocation,
-            source_host=source,
+            hosts=hosts,
             learner_score=self.learner_score if recent else None,
             feedback=context.feedback_probability if context is not None else None,
             settings=settings,
         )
+        fusion = self.fusion
+        for alert in alerts:
+            if alert.migwatch.state == "confirmed" and fusion.source_host is not None:
+                self.last_host = fusion.destination_host  # None: where no watched allowed host saw it go
         if context is not None:
             for alert in alerts:
                 context.remember_alert(alert)
@@ -150,6 +157,13 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             and (ttl is None or ttl < horizon)
             and (skew is None or skew < horizon)
         )
+
+    def _host_names(self, ts: float, context: FleetContext) -> HostNames:
+        relocation, first = self.relocation, self.fusion.first_ts
+        settled = relocation.settled_ts
+        # The level the VM settled at after this episode's move, once known: where it answers from now.
+        after = relocation.after_ms if settled is not None and first is not None and settled >= first else None
+        return context.host_names(self.target, ts, self.last_host, relocation.floor_ms(), after)
 
     def _follow_level(self, sample: PingSample, settings: DetectorSettings) -> None:
         """Where a moved VM's round trip settles is its normal from then on: the ping baseline re-learns it."""

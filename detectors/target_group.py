@@ -8,8 +8,13 @@ Two things need more than one target. A step of every target's NTP offset at onc
 clock moving, not a migration: a time lag waits ``common_wait_s`` of event time for other targets'
 steps, and counts only if fewer than ``common_fraction`` of the NTP targets (and fewer than
 ``common_min_targets``) stepped alike. And a VM's hypervisors, when watched (``hosts`` of its Target),
-corroborate its ping pattern when one of them shows a pattern at the same time: that host is named as the
-likely source.
+corroborate its ping pattern when they show a pattern at the same time: they name the source and the
+destination (:mod:`~migwatch.detectors.hosts`). A hypervisor watched by another stream worker is seen
+through ``shared_hosts``, which that worker's reports fill.
+
+The group knows the targets' records (``targets``: a live mapping the stream worker keeps from the targets
+topic): each target's own detector settings (``detectors`` of its Target), and its site, labels and
+allowed hosts, which its alerts carry.
 
     >>> from migwatch.contract.records import ClockSample
     >>> group = TargetGroup()
@@ -27,13 +32,14 @@ likely source.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Target
+from migwatch.detectors.hosts import NO_HOSTS, HostNames, HostView, name_hosts
 from migwatch.detectors.learners import FeedbackClassifier, WindowScorer, alert_features
 from migwatch.detectors.target import TargetDetector
 
@@ -52,23 +58,21 @@ class TargetGroup:
         self,
         settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
-        targets: Iterable[Target] = (),
+        targets: Mapping[str, Target] | None = None,
+        shared_hosts: Mapping[str, HostView] | None = None,
     ) -> None:
         self.settings = settings
         self.observer = observer
-        self.targets: dict[str, Target] = {target.id: target for target in targets}
+        self.targets: Mapping[str, Target] = targets if targets is not None else {}
+        self.shared_hosts: Mapping[str, HostView] = shared_hosts if shared_hosts is not None else {}
+        self._own_settings: dict[str, tuple[Target, DetectorSettings]] = {}
         self.detectors: dict[str, TargetDetector] = {}
         self.common = CommonMode()
         self.scorer = WindowScorer(settings.learner, settings.learner_warmup)
         self.classifier = FeedbackClassifier()
         self.alerts: OrderedDict[str, dict[str, float]] = OrderedDict()
 
-    def watch(self, target: Target) -> None:
-        """Learn a target's record (its hypervisors, say); samples of unknown targets are watched anyway."""
-        self.targets[target.id] = target
-
     def forget(self, target_id: str) -> None:
-        self.targets.pop(target_id, None)
         self.detectors.pop(target_id, None)
         self.common.clock_ts.pop(target_id, None)
 
@@ -76,7 +80,21 @@ class TargetGroup:
         detector = self.detectors.get(sample.target)
         if detector is None:
             detector = self.detectors[sample.target] = TargetDetector()
-        return detector.update(sample, self.settings, self)
+        record = self.targets.get(sample.target)
+        alerts = detector.update(sample, self.settings_of(record), self)
+        if alerts and record is not None:
+            for alert in alerts:
+                describe(alert, record)
+        return alerts
+
+    def settings_of(self, record: Target | None) -> DetectorSettings:
+        """The settings a target's detectors run with: the group's, or with its own values over them."""
+        if record is None or not record.detectors:
+            return self.settings
+        cached = self._own_settings.get(record.id)
+        if cached is None or cached[0] is not record:  # a new record of the target brings its own values
+            cached = self._own_settings[record.id] = (record, record.settings(self.settings))
+        return cached[1]
 
     def learn(self, feedback: Feedback) -> bool:
         """Learn an analyst's verdict on an alert; False when the alert is not remembered here."""
@@ -113,16 +131,29 @@ class TargetGroup:
         alike.add(target)
         return len(alike) >= settings.common_min_targets and len(alike) >= settings.common_fraction * active
 
-    def source_host(self, target: str, ts: float) -> str | None:
+    def host_names(
+        self, target: str, ts: float, last_seen: str | None, vm_floor_ms: float | None, vm_after_ms: float | None
+    ) -> HostNames:
         record = self.targets.get(target)
-        if record is None:
-            return None
+        if record is None or not record.hosts:
+            return NO_HOSTS
+        views: dict[str, HostView] = {}
         for host in record.hosts:
-            detector = self.detectors.get(host)
-            last = detector.ping.pattern_last_ts if detector is not None else None
-            if last is not None and abs(ts - last) <= self.settings.host_window_s:
-                return host
-        return None
+            view = self.host_view(host)
+            if view is not None:
+                views[host] = view
+        settings = self.settings
+        return name_hosts(
+            record.hosts, views, ts=ts, last_seen=last_seen, vm_floor_ms=vm_floor_ms, vm_after_ms=vm_after_ms,
+            window_s=settings.host_window_s, clear_ms=settings.relocation_min_ms,
+        )  # fmt: skip
+
+    def host_view(self, host: str) -> HostView | None:
+        """What a hypervisor showed: from its detectors here, else from another worker's report."""
+        detector = self.detectors.get(host)
+        if detector is None:
+            return self.shared_hosts.get(host)
+        return HostView(pattern_last_ts=detector.ping.pattern_last_ts, floor_ms=detector.relocation.floor_ms())
 
     def score_window(self, features: dict[str, float]) -> float | None:
         return self.scorer.score_and_learn(features)
@@ -162,15 +193,26 @@ class TargetGroup:
         raw: bytes,
         settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
-        targets: Iterable[Target] = (),
+        targets: Mapping[str, Target] | None = None,
+        shared_hosts: Mapping[str, HostView] | None = None,
     ) -> TargetGroup:
         state = msgspec.json.decode(raw, type=_FleetState)
-        fleet = cls(settings, observer, targets)
+        fleet = cls(settings, observer, targets, shared_hosts)
         fleet.detectors, fleet.common = state.detectors, state.common
         fleet.scorer = WindowScorer.from_state(state.scorer)
         fleet.classifier = FeedbackClassifier.from_state(state.classifier)
         fleet.alerts = OrderedDict(state.alerts)
         return fleet
+
+
+def describe(alert: Alert, record: Target) -> None:
+    """What the target's record says of it, on its alert: site, labels (ECS ``labels``), allowed hosts."""
+    detail = alert.migwatch
+    detail.site = record.site
+    if record.hosts:
+        detail.allowed_hosts = list(record.hosts)
+    if record.labels:
+        alert.labels = dict(record.labels)
 
 
 class _FleetState(msgspec.Struct):

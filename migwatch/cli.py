@@ -17,8 +17,9 @@ from kafka.errors import KafkaError
 from migwatch import target_registry
 from migwatch.contract import config as config_module
 from migwatch.contract.codec import encode, to_builtins
-from migwatch.contract.detector_settings import DEFAULTS
+from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.fields import FieldError
+from migwatch.contract.records import Target
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -80,11 +81,14 @@ def _add_trace_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> Non
     replay = verb("replay", "run the detectors over a trace, write the alerts as JSON Lines")
     replay.add_argument("--trace", required=True, metavar="T")
     replay.add_argument("--out", required=True, metavar="A")
-    replay.add_argument("--config", metavar="F", help="take the [detectors] settings from this config")
+    replay.add_argument("--config", metavar="F", help="take the [detectors] settings and the targets from this config")
     evaluate = verb("eval", "score the detectors on a labelled trace")
     evaluate.add_argument("--trace", required=True, metavar="T")
     evaluate.add_argument("--labels", required=True, metavar="L")
     evaluate.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    evaluate.add_argument(
+        "--config", metavar="F", help="take the [detectors] settings and the targets from this config"
+    )
     plot = verb("plot", "chart RTT, unanswered pings and clock offset of one target")
     plot.add_argument("--trace", required=True, metavar="T")
     plot.add_argument("--target", required=True, metavar="ID")
@@ -146,11 +150,19 @@ def _targets(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from migwatch.replay import replay
 
-    settings = config_module.load(args.config).detectors if args.config else DEFAULTS
+    settings, targets = _detectors_of(args.config)
     with open(args.out, "wb") as out:
-        for alert in replay(args.trace, settings):
+        for alert in replay(args.trace, settings, targets=targets):
             out.write(encode(alert) + b"\n")
     return 0
+
+
+def _detectors_of(path: str | None) -> tuple[DetectorSettings, dict[str, Target]]:
+    """The detector settings and the targets by id of a config file (the defaults and none without one)."""
+    if path is None:
+        return DEFAULTS, {}
+    config = config_module.load(path)
+    return config.detectors, {target.id: target for target in config.targets}
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -159,7 +171,9 @@ def _eval(args: argparse.Namespace) -> int:
     from migwatch.replay import replay
 
     labels = read_labels(args.labels)  # a bad labels file fails before the long replay
-    alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replay(args.trace)]
+    settings, targets = _detectors_of(args.config)
+    replayed = replay(args.trace, settings, targets=targets)
+    alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replayed]
     result = score(alerts, labels)
     print(json.dumps(result) if args.json else table(result))
     return 0

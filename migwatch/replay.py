@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
-from migwatch.contract.records import Alert
+from migwatch.contract.records import Alert, Target
 from migwatch.contract.trace import read_trace
 from migwatch.detectors.target_group import TargetGroup
 from migwatch.progress import Progress
 
 
 def replay(
-    trace: str | os.PathLike[str], settings: DetectorSettings = DEFAULTS, observer: str = "replay", quiet: bool = False
+    trace: str | os.PathLike[str],
+    settings: DetectorSettings = DEFAULTS,
+    observer: str = "replay",
+    quiet: bool = False,
+    targets: Mapping[str, Target] | None = None,
 ) -> Iterator[Alert]:
-    """The alerts the detectors raise over the trace, in the order they are raised."""
-    fleet = TargetGroup(settings, observer)
+    """The alerts the detectors raise over the trace, in the order they are raised. ``targets`` are the
+    watched targets' records (their hypervisors, site, labels, own settings), as in the stream worker."""
+    fleet = TargetGroup(settings, observer, targets)
     progress = Progress("replay") if not quiet else None
     alerts = 0
     for sample in read_trace(trace):

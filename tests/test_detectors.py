@@ -238,19 +238,66 @@ def test_a_watched_hypervisor_with_the_same_pattern_is_named_as_the_source() -> 
     ]
     samples, _ = generate(episodes, ["vm-1", "hv-1", "hv-2"], 700)
     plain = _run(samples)
-    fleet = TargetGroup(
-        targets=[
-            Target(id="vm-1", address="10.0.0.0", hosts=["hv-1", "hv-2"]),
-            Target(id="hv-1", address="10.0.0.1", kind="host"),
-            Target(id="hv-2", address="10.0.0.2", kind="host"),
-        ]
-    )
+    fleet = TargetGroup(targets=_lab_targets())
     # The host's pattern may show a moment after the VM's first alert: the next rise names it.
     corroborated = {a.migwatch.state: a.migwatch for a in _run(samples, fleet) if a.migwatch.target == "vm-1"}
     alone = {a.migwatch.state: a.migwatch for a in plain if a.migwatch.target == "vm-1"}
     assert corroborated["likely"].evidence.source_host == "hv-1"
     assert alone["likely"].evidence.source_host is msgspec.UNSET
     assert corroborated["likely"].likelihood > alone["likely"].likelihood
+    # hv-2 showed nothing, which proves nothing (a destination's pings often do not show the stream).
+    assert corroborated["confirmed"].evidence.destination_allowed is msgspec.UNSET
+    assert corroborated["confirmed"].site == "dc1" and corroborated["confirmed"].allowed_hosts == ["hv-1", "hv-2"]
+
+
+def _lab_targets() -> dict[str, Target]:
+    targets = [
+        Target(id="vm-1", address="10.0.0.0", hosts=["hv-1", "hv-2"], site="dc1", labels={"tenant": "acme"}),
+        Target(id="hv-1", address="10.0.0.1", kind="host", site="dc1"),
+        Target(id="hv-2", address="10.0.0.2", kind="host", site="dc1"),
+    ]
+    return {target.id: target for target in targets}
+
+
+def test_both_hypervisors_showing_the_stream_make_an_allowed_move_and_a_far_one_names_its_direction() -> None:
+    copies = [
+        Episode("migration", "vm-1", 300, copy_s=30, downtime_s=1.0),
+        Episode("bulk-transfer", "hv-1", 299, copy_s=30),  # the stream leaves hv-1 ...
+        Episode("bulk-transfer", "hv-2", 300, copy_s=30),  # ... and enters hv-2
+        Episode("migration", "vm-1", 900, copy_s=30, downtime_s=1.0),
+        Episode("bulk-transfer", "hv-2", 899, copy_s=30),  # and back
+        Episode("bulk-transfer", "hv-1", 900, copy_s=30),
+    ]
+    samples, _ = generate(copies, ["vm-1", "hv-1", "hv-2"], 1400)
+    alerts = [a for a in _run(samples, TargetGroup(targets=_lab_targets())) if a.migwatch.target == "vm-1"]
+    # Equally near hosts, the VM seen on neither before: a move between allowed hosts, direction unknown.
+    evidence = [a.migwatch.evidence for a in alerts if a.migwatch.state == "confirmed"]
+    assert [(e.source_host, e.destination_allowed, e.hosts_seen) for e in evidence] == [
+        (msgspec.UNSET, True, ["hv-1", "hv-2"])
+    ] * 2
+    assert all(a.labels == {"tenant": "acme"} for a in alerts)
+    # hv-2 is 15 ms farther away: the VM's round trip before the move names hv-1 as its source; from then on
+    # it is known to be on hv-2, so the move back starts there.
+    far = [Episode("path-change", "hv-2", 0, copy_s=1400, rtt_add_ms=15)]
+    copies[0] = Episode("migration", "vm-1", 300, copy_s=30, downtime_s=1.0, relocate_ms=15)
+    copies[3] = Episode("migration", "vm-1", 900, copy_s=30, downtime_s=1.0, relocate_ms=-15)
+    samples, _ = generate(copies + far, ["vm-1", "hv-1", "hv-2"], 1400)
+    alerts = [a for a in _run(samples, TargetGroup(targets=_lab_targets())) if a.migwatch.target == "vm-1"]
+    moves = [
+        a.migwatch.evidence for a in alerts if a.event.action == "vm-live-migration" and a.migwatch.state == "confirmed"
+    ]
+    assert [(e.source_host, e.destination_host, e.destination_allowed) for e in moves] == [
+        ("hv-1", "hv-2", True),
+        ("hv-2", "hv-1", True),
+    ]
+    # Moved 40 ms away from hv-1 instead, hv-2 seeing no stream: settled at a round trip that is neither
+    # allowed host's.
+    copies[0] = Episode("migration", "vm-1", 300, copy_s=30, downtime_s=1.0, relocate_ms=40)
+    samples, _ = generate(copies[:2] + far, ["vm-1", "hv-1", "hv-2"], 700)
+    alerts = [a for a in _run(samples, TargetGroup(targets=_lab_targets())) if a.migwatch.target == "vm-1"]
+    relocated = next(a for a in alerts if a.event.action == "vm-relocated").migwatch
+    assert (relocated.evidence.source_host, relocated.evidence.destination_allowed) == ("hv-1", False)
+    assert relocated.relocation and 39 < relocated.relocation.shift_ms < 41  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------------------------- state and robustness

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from migwatch.contract.codec import decode
@@ -101,6 +102,34 @@ def test_replay_takes_detector_settings_from_a_config(corpus: tuple[Path, Path],
     assert _migwatch("replay", "--trace", str(trace), "--out", str(out), "--config", str(config)).returncode == 0
     states = [decode(Alert, line).migwatch.state for line in out.read_bytes().splitlines()]
     assert "confirmed" in states and "cleared" not in states
+
+
+def test_eval_and_replay_take_the_targets_of_a_config_with_their_own_settings(
+    corpus: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Issue #21: the targets reach the detectors in replay and eval: site and labels on their alerts, and a
+    target's own detector settings (here one that asks vm-03's 4 ms lag to be at least 50 ms)."""
+    trace, labels = corpus
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[targets]]\nid = "vm-03"\naddress = "10.0.0.3"\nsite = "fra-1"\nlabels = {tenant = "acme"}\n'
+        "detectors = {lag_min_ms = 50.0}\n"
+    )
+    out = tmp_path / "alerts.jsonl"
+    assert _migwatch("replay", "--trace", str(trace), "--out", str(out), "--config", str(config)).returncode == 0
+    alerts = [decode(Alert, line) for line in out.read_bytes().splitlines()]
+    mine = [a for a in alerts if a.migwatch.target == "vm-03"]
+    assert mine and all(a.migwatch.site == "fra-1" and a.labels == {"tenant": "acme"} for a in mine)
+    assert "confirmed" not in {a.migwatch.state for a in mine}
+    assert all(a.migwatch.site is msgspec.UNSET for a in alerts if a.migwatch.target != "vm-03")
+    scored = _migwatch("eval", "--trace", str(trace), "--labels", str(labels), "--config", str(config), "--json")
+    row = next(m for m in json.loads(scored.stdout)["per_migration"] if m["target"] == "vm-03")
+    assert row["state"] != "confirmed"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[targets]]\nid = "vm-03"\naddress = "10.0.0.3"\ndetectors = {common_wait_s = 1.0}\n')
+    refused = _migwatch("eval", "--trace", str(trace), "--labels", str(labels), "--config", str(bad))
+    assert refused.returncode == 2
+    assert f"{bad}: targets[0].detectors.common_wait_s: a setting of the whole target group" in refused.stderr
 
 
 def test_eval_reports_bad_input_with_exit_code_2(corpus: tuple[Path, Path], tmp_path: Path) -> None:

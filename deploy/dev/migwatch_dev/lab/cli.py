@@ -88,7 +88,9 @@ def run_scenario(mode: str, scenario: str, folder: Path, intervals: list[float],
 
 
 def score(folder: Path) -> dict[str, Any]:
-    """``migwatch eval`` of every trace of one run against its labels."""
+    """``migwatch eval --config`` of every trace of one run against its labels, with the run's config (its
+    targets: the VM's hypervisors, as the probes watched them)."""
+    from migwatch.contract.config import load
     from migwatch.contract.labels import read_labels
     from migwatch.detectors.evaluate import score as evaluate
     from migwatch.replay import replay
@@ -96,7 +98,10 @@ def score(folder: Path) -> dict[str, Any]:
     labels = read_labels(folder / "labels.json")
     results = {}
     for trace in sorted(folder.glob("trace-*.jsonl.gz")):
-        alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replay(trace)]
+        config = load(folder / trace.name.replace("trace-", "config-").replace(".jsonl.gz", ".toml"))
+        targets = {target.id: target for target in config.targets}
+        replayed = replay(trace, config.detectors, targets=targets)
+        alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replayed]
         results[trace.name] = evaluate(alerts, labels)
     return results
 
