@@ -31,6 +31,7 @@ from migwatch.contract.detector_settings import DEFAULTS as DETECTOR_DEFAULTS
 from migwatch.contract.detector_settings import DetectorSettings
 from migwatch.contract.fields import FieldError, check_identifier
 from migwatch.contract.records import Target
+from migwatch.contract.silences import Silence
 
 ENV_PREFIX = "MIGWATCH_"
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,200}\Z")
@@ -240,21 +241,28 @@ class ConfigTarget(Target, kw_only=True, forbid_unknown_fields=True):
     """A Target as written in the config file, where an unknown key is an error (on Kafka it is ignored)."""
 
 
+class ConfigSilence(Silence, kw_only=True, forbid_unknown_fields=True):
+    """A maintenance window as written in the config file (see migwatch.contract.silences)."""
+
+
 class Config(_Section, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     probe: ProbeSettings = msgspec.field(default_factory=ProbeSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     detectors: DetectorSettings = DETECTOR_DEFAULTS
     targets: list[ConfigTarget] = []
+    silences: list[ConfigSilence] = []
 
     def __post_init__(self) -> None:
-        seen: dict[str, int] = {}
-        for i, target in enumerate(self.targets):
-            if target.id in seen:
-                raise FieldError(
-                    f"targets[{i}].id: duplicate target id, also targets[{seen[target.id]}], got {target.id!r}"
-                )
-            seen[target.id] = i
+        for section, records in (("targets", self.targets), ("silences", self.silences)):
+            seen: dict[str, int] = {}
+            for i, record in enumerate(records):
+                if record.id in seen:
+                    raise FieldError(
+                        f"{section}[{i}].id: duplicate {section[:-1]} id, also {section}[{seen[record.id]}], "
+                        f"got {record.id!r}"
+                    )
+                seen[record.id] = i
 
 
 def _sections() -> dict[str, type[msgspec.Struct]]:

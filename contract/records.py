@@ -349,6 +349,23 @@ class Alert(Record, kw_only=True):
         check_iso_time("@timestamp", self.timestamp)
 
 
+class HostView(Record, kw_only=True):
+    """What a watched hypervisor showed lately: when its ping pattern (a migration stream) was last seen and
+    its lowest round trip. Between stream workers only (the compacted ``hosts`` topic, keyed by ``host``):
+    the worker that watches a hypervisor tells the others, whose VMs name it as source or destination."""
+
+    v: int = SCHEMA_VERSION
+    host: str = ""
+    pattern_last_ts: float | None = None
+    floor_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        _version(self.v)
+        if self.pattern_last_ts is not None:
+            check_timestamp("pattern_last_ts", self.pattern_last_ts)
+        check_number("floor_ms", self.floor_ms, low=0.0, nullable=True)
+
+
 # What a probe measures and a detector reads: one echo request or one NTP query.
 Sample = PingSample | ClockSample
 

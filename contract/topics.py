@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# name -> cleanup.policy. `targets` is compacted: the latest Target per id, null removes it.
+# name -> cleanup.policy. `targets` is compacted: the latest Target per id, null removes it; so are
+# `silences` (maintenance windows by id) and `hosts` (what each watched hypervisor showed, between workers).
 TOPICS: dict[str, Literal["compact", "delete"]] = {
     "targets": "compact",
+    "silences": "compact",
+    "hosts": "compact",
     "ping": "delete",
     "ntp": "delete",
     "alerts": "delete",

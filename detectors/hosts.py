@@ -38,13 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class HostView:
-    """What a watched hypervisor showed: when its ping pattern was last seen, and its lowest RTT."""
-
-    pattern_last_ts: float | None
-    floor_ms: float | None
+from migwatch.contract.records import HostView
 
 
 @dataclass(frozen=True)

@@ -91,28 +91,8 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             if window is not None and context is not None:
                 self._learn_window(window, ts, context, settings)
         else:
-            pending, level = self.lag.pending_ts, self.lag.rebased
-            ping = self.ping
-            good = self.lag.update(sample, settings, ping.path_rtt_ms(), not ping.in_episode(ts, settings))
-            if self.lag.rebased != level:
-                self.skew.reset()
-            lag_ts = self.lag.lag_ts
-            settled = lag_ts is None or ts - lag_ts > settings.skew_settle_s
-            if good and settled and self.lag.pending_ts is None:
-                self.skew.update(sample, settings)
-            if context is not None and sample.error is None:
-                new_step = self.lag.pending_step_ms if self.lag.pending_ts != pending else None
-                context.clock_seen(self.target, ts, new_step)
-        lag = self.lag
-        if lag.pending_ts is not None and lag.pending_step_ms is not None:
-            wait = context.lag_wait_s() if context is not None else 0.0
-            if ts >= lag.pending_ts + wait:
-                common = context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
-                before = lag.good_ts if lag.good_ts is not None else lag.pending_ts
-                lag.resolve(common_mode=common)
-                self.skew.reset()
-                if not common and lag.lag_ts is not None:
-                    self.relocation.moved(before_ts=before, ts=lag.lag_ts)
+            self._clock(sample, settings, context)
+        self._resolve_lag(ts, context)
         if self.fusion.level == Level.NONE and self._quiet(ts, settings):
             return []  # most samples of most targets: nothing for the fusion to weigh
         hosts = self._host_names(ts, context) if context is not None else NO_HOSTS
@@ -139,6 +119,34 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             for alert in alerts:
                 context.remember_alert(alert)
         return alerts
+
+    def _clock(self, sample: ClockSample, settings: DetectorSettings, context: FleetContext | None) -> None:
+        ts, ping, lag = sample.ts, self.ping, self.lag
+        pending, level = lag.pending_ts, lag.rebased
+        good = lag.update(sample, settings, ping.path_rtt_ms(), not ping.in_episode(ts, settings))
+        if lag.rebased != level:
+            self.skew.reset()
+        settled = lag.lag_ts is None or ts - lag.lag_ts > settings.skew_settle_s
+        if good and settled and lag.pending_ts is None:
+            self.skew.update(sample, settings)
+        if context is not None and sample.error is None:
+            new_step = lag.pending_step_ms if lag.pending_ts != pending else None
+            context.clock_seen(self.target, ts, new_step)
+
+    def _resolve_lag(self, ts: float, context: FleetContext | None) -> None:
+        """A pending step that waited long enough: a lag of this VM's clock, or the probe's clock moving."""
+        lag = self.lag
+        if lag.pending_ts is None or lag.pending_step_ms is None:
+            return
+        wait = context.lag_wait_s() if context is not None else 0.0
+        if ts < lag.pending_ts + wait:
+            return
+        common = context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
+        before = lag.good_ts if lag.good_ts is not None else lag.pending_ts
+        lag.resolve(common_mode=common)
+        self.skew.reset()
+        if not common and lag.lag_ts is not None:
+            self.relocation.moved(before_ts=before, ts=lag.lag_ts)
 
     def _quiet(self, ts: float, settings: DetectorSettings) -> bool:
         """No detector has had evidence within the longest time the fusion looks back."""

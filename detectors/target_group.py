@@ -10,11 +10,12 @@ steps, and counts only if fewer than ``common_fraction`` of the NTP targets (and
 ``common_min_targets``) stepped alike. And a VM's hypervisors, when watched (``hosts`` of its Target),
 corroborate its ping pattern when they show a pattern at the same time: they name the source and the
 destination (:mod:`~migwatch.detectors.hosts`). A hypervisor watched by another stream worker is seen
-through ``shared_hosts``, which that worker's reports fill.
+through the directory's ``hosts``, which that worker's reports fill.
 
-The group knows the targets' records (``targets``: a live mapping the stream worker keeps from the targets
-topic): each target's own detector settings (``detectors`` of its Target), and its site, labels and
-allowed hosts, which its alerts carry.
+The group knows what its :class:`Directory` holds (live mappings: the stream worker keeps them from the
+compacted topics): the targets' records — each target's own detector settings (``detectors`` of its
+Target), its site, labels and allowed hosts, which its alerts carry — and the maintenance windows, which
+make a migration in one ``expected`` (:mod:`~migwatch.detectors.planned`).
 
     >>> from migwatch.contract.records import ClockSample
     >>> group = TargetGroup()
@@ -33,15 +34,35 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Target
+from migwatch.contract.silences import Silence
 from migwatch.detectors.hosts import NO_HOSTS, HostNames, HostView, name_hosts
 from migwatch.detectors.learners import FeedbackClassifier, WindowScorer, alert_features
+from migwatch.detectors.planned import judge
 from migwatch.detectors.target import TargetDetector
+
+
+@dataclass(frozen=True)
+class Directory:
+    """What a group knows beyond its samples, by id: the targets' records, the maintenance windows, and
+    hypervisors that another stream worker watches (what they showed)."""
+
+    targets: Mapping[str, Target] = field(default_factory=dict)
+    silences: Mapping[str, Silence] = field(default_factory=dict)
+    hosts: Mapping[str, HostView] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, targets: list[Target] | tuple[Target, ...], silences: list[Silence] | tuple[Silence, ...] = ()
+    ) -> Directory:
+        """A fixed directory of a config's targets and silences."""
+        return cls({t.id: t for t in targets}, {s.id: s for s in silences})
 
 
 class CommonMode(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -58,13 +79,12 @@ class TargetGroup:
         self,
         settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
-        targets: Mapping[str, Target] | None = None,
-        shared_hosts: Mapping[str, HostView] | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.settings = settings
         self.observer = observer
-        self.targets: Mapping[str, Target] = targets if targets is not None else {}
-        self.shared_hosts: Mapping[str, HostView] = shared_hosts if shared_hosts is not None else {}
+        self.directory = directory if directory is not None else Directory()
+        self.targets = self.directory.targets
         self._own_settings: dict[str, tuple[Target, DetectorSettings]] = {}
         self.detectors: dict[str, TargetDetector] = {}
         self.common = CommonMode()
@@ -82,9 +102,10 @@ class TargetGroup:
             detector = self.detectors[sample.target] = TargetDetector()
         record = self.targets.get(sample.target)
         alerts = detector.update(sample, self.settings_of(record), self)
-        if alerts and record is not None:
-            for alert in alerts:
+        for alert in alerts:
+            if record is not None:
                 describe(alert, record)
+            judge(alert, record, self.directory.silences.values())
         return alerts
 
     def settings_of(self, record: Target | None) -> DetectorSettings:
@@ -152,7 +173,7 @@ class TargetGroup:
         """What a hypervisor showed: from its detectors here, else from another worker's report."""
         detector = self.detectors.get(host)
         if detector is None:
-            return self.shared_hosts.get(host)
+            return self.directory.hosts.get(host)
         return HostView(pattern_last_ts=detector.ping.pattern_last_ts, floor_ms=detector.relocation.floor_ms())
 
     def score_window(self, features: dict[str, float]) -> float | None:
@@ -193,11 +214,10 @@ class TargetGroup:
         raw: bytes,
         settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
-        targets: Mapping[str, Target] | None = None,
-        shared_hosts: Mapping[str, HostView] | None = None,
+        directory: Directory | None = None,
     ) -> TargetGroup:
         state = msgspec.json.decode(raw, type=_FleetState)
-        fleet = cls(settings, observer, targets, shared_hosts)
+        fleet = cls(settings, observer, directory)
         fleet.detectors, fleet.common = state.detectors, state.common
         fleet.scorer = WindowScorer.from_state(state.scorer)
         fleet.classifier = FeedbackClassifier.from_state(state.classifier)

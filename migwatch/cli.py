@@ -14,12 +14,16 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from migwatch import target_registry
+from migwatch import silence_admin
 from migwatch.contract import config as config_module
 from migwatch.contract.codec import encode, to_builtins
+from migwatch.contract.config import KafkaSettings
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.fields import FieldError
 from migwatch.contract.records import Target
+from migwatch.contract.topics import TopicNames
+from migwatch.detectors.target_group import Directory
+from migwatch.kafka_io.compacted import CompactedTopic
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -107,6 +111,7 @@ def _add_kafka_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> Non
     )
     targets.add_argument("ids", nargs="*", metavar="ID", help="remove: the target ids to remove")
     _config_argument(targets)
+    silence_admin.add_arguments(verb("silences", "manage maintenance windows on the compacted silences topic"))
     alerts = verb("alerts", "read the alerts topic: tail prints each alert as a JSON line")
     alerts.add_argument("action", choices=["tail"])
     alerts.add_argument("--from-beginning", action="store_true", help="start at the oldest alert kept")
@@ -125,20 +130,25 @@ def _show_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def targets_topic(kafka: KafkaSettings) -> CompactedTopic[Target]:
+    return CompactedTopic(kafka, TopicNames(kafka.topic_prefix).targets, Target, lambda target: target.id)
+
+
 def _targets(args: argparse.Namespace) -> int:
     settings = config_module.load(args.config)
+    topic = targets_topic(settings.kafka)
     if args.action == "push":
         if args.ids:
             raise FieldError("targets push: takes no ids; it pushes the targets of the config file")
-        count = target_registry.push(settings.kafka, settings.targets)
+        count = topic.put(settings.targets)
         print(f"pushed {count} targets to {settings.kafka.topic_prefix}targets")
     elif args.action == "remove":
         if not args.ids:
             raise FieldError("targets remove: name at least one target id")
-        count = target_registry.remove(settings.kafka, args.ids)
+        count = topic.remove(args.ids)
         print(f"removed {count} targets from {settings.kafka.topic_prefix}targets")
     else:
-        targets, problems = target_registry.current(settings.kafka)
+        targets, problems = topic.read()
         for _, target in sorted(targets.items()):
             print(encode(target).decode())
         for problem in problems:
@@ -150,19 +160,19 @@ def _targets(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from migwatch.replay import replay
 
-    settings, targets = _detectors_of(args.config)
+    settings, directory = _detectors_of(args.config)
     with open(args.out, "wb") as out:
-        for alert in replay(args.trace, settings, targets=targets):
+        for alert in replay(args.trace, settings, directory=directory):
             out.write(encode(alert) + b"\n")
     return 0
 
 
-def _detectors_of(path: str | None) -> tuple[DetectorSettings, dict[str, Target]]:
-    """The detector settings and the targets by id of a config file (the defaults and none without one)."""
+def _detectors_of(path: str | None) -> tuple[DetectorSettings, Directory]:
+    """The detector settings, targets and silences of a config file (the defaults and none without one)."""
     if path is None:
-        return DEFAULTS, {}
+        return DEFAULTS, Directory()
     config = config_module.load(path)
-    return config.detectors, {target.id: target for target in config.targets}
+    return config.detectors, Directory.of(config.targets, config.silences)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -171,8 +181,8 @@ def _eval(args: argparse.Namespace) -> int:
     from migwatch.replay import replay
 
     labels = read_labels(args.labels)  # a bad labels file fails before the long replay
-    settings, targets = _detectors_of(args.config)
-    replayed = replay(args.trace, settings, targets=targets)
+    settings, directory = _detectors_of(args.config)
+    replayed = replay(args.trace, settings, directory=directory)
     alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replayed]
     result = score(alerts, labels)
     print(json.dumps(result) if args.json else table(result))
@@ -236,6 +246,7 @@ def _plot(args: argparse.Namespace) -> int:
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _show_config,
     "targets": _targets,
+    "silences": silence_admin.main,
     "replay": _replay,
     "eval": _eval,
     "plot": _plot,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
-from migwatch.contract.records import Alert, Target
+from migwatch.contract.records import Alert
 from migwatch.contract.trace import read_trace
-from migwatch.detectors.target_group import TargetGroup
+from migwatch.detectors.target_group import Directory, TargetGroup
 from migwatch.progress import Progress
 
 
@@ -17,11 +17,12 @@ def replay(
     settings: DetectorSettings = DEFAULTS,
     observer: str = "replay",
     quiet: bool = False,
-    targets: Mapping[str, Target] | None = None,
+    directory: Directory | None = None,
 ) -> Iterator[Alert]:
-    """The alerts the detectors raise over the trace, in the order they are raised. ``targets`` are the
-    watched targets' records (their hypervisors, site, labels, own settings), as in the stream worker."""
-    fleet = TargetGroup(settings, observer, targets)
+    """The alerts the detectors raise over the trace, in the order they are raised. ``directory`` holds the
+    watched targets' records (their hypervisors, site, labels, own settings) and the maintenance windows,
+    as the stream worker knows them."""
+    fleet = TargetGroup(settings, observer, directory)
     progress = Progress("replay") if not quiet else None
     alerts = 0
     for sample in read_trace(trace):

@@ -15,7 +15,7 @@ from migwatch.contract.fields import FieldError
 from migwatch.contract.records import Alert, ClockSample, PingSample, Target
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.target import TargetDetector
-from migwatch.detectors.target_group import TargetGroup
+from migwatch.detectors.target_group import Directory, TargetGroup
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
 from migwatch_dev.synthetic import Episode, generate
@@ -238,7 +238,7 @@ def test_a_watched_hypervisor_with_the_same_pattern_is_named_as_the_source() -> 
     ]
     samples, _ = generate(episodes, ["vm-1", "hv-1", "hv-2"], 700)
     plain = _run(samples)
-    fleet = TargetGroup(targets=_lab_targets())
+    fleet = TargetGroup(directory=Directory(_lab_targets()))
     # The host's pattern may show a moment after the VM's first alert: the next rise names it.
     corroborated = {a.migwatch.state: a.migwatch for a in _run(samples, fleet) if a.migwatch.target == "vm-1"}
     alone = {a.migwatch.state: a.migwatch for a in plain if a.migwatch.target == "vm-1"}
@@ -269,7 +269,7 @@ def test_both_hypervisors_showing_the_stream_make_an_allowed_move_and_a_far_one_
         Episode("bulk-transfer", "hv-1", 900, copy_s=30),
     ]
     samples, _ = generate(copies, ["vm-1", "hv-1", "hv-2"], 1400)
-    alerts = [a for a in _run(samples, TargetGroup(targets=_lab_targets())) if a.migwatch.target == "vm-1"]
+    alerts = [a for a in _run(samples, TargetGroup(directory=Directory(_lab_targets()))) if a.migwatch.target == "vm-1"]
     # Equally near hosts, the VM seen on neither before: a move between allowed hosts, direction unknown.
     evidence = [a.migwatch.evidence for a in alerts if a.migwatch.state == "confirmed"]
     assert [(e.source_host, e.destination_allowed, e.hosts_seen) for e in evidence] == [
@@ -282,7 +282,7 @@ def test_both_hypervisors_showing_the_stream_make_an_allowed_move_and_a_far_one_
     copies[0] = Episode("migration", "vm-1", 300, copy_s=30, downtime_s=1.0, relocate_ms=15)
     copies[3] = Episode("migration", "vm-1", 900, copy_s=30, downtime_s=1.0, relocate_ms=-15)
     samples, _ = generate(copies + far, ["vm-1", "hv-1", "hv-2"], 1400)
-    alerts = [a for a in _run(samples, TargetGroup(targets=_lab_targets())) if a.migwatch.target == "vm-1"]
+    alerts = [a for a in _run(samples, TargetGroup(directory=Directory(_lab_targets()))) if a.migwatch.target == "vm-1"]
     moves = [
         a.migwatch.evidence for a in alerts if a.event.action == "vm-live-migration" and a.migwatch.state == "confirmed"
     ]
@@ -294,7 +294,7 @@ def test_both_hypervisors_showing_the_stream_make_an_allowed_move_and_a_far_one_
     # allowed host's.
     copies[0] = Episode("migration", "vm-1", 300, copy_s=30, downtime_s=1.0, relocate_ms=40)
     samples, _ = generate(copies[:2] + far, ["vm-1", "hv-1", "hv-2"], 700)
-    alerts = [a for a in _run(samples, TargetGroup(targets=_lab_targets())) if a.migwatch.target == "vm-1"]
+    alerts = [a for a in _run(samples, TargetGroup(directory=Directory(_lab_targets()))) if a.migwatch.target == "vm-1"]
     relocated = next(a for a in alerts if a.event.action == "vm-relocated").migwatch
     assert (relocated.evidence.source_host, relocated.evidence.destination_allowed) == ("hv-1", False)
     assert relocated.relocation and 39 < relocated.relocation.shift_ms < 41  # type: ignore[union-attr]

@@ -93,14 +93,14 @@ def score(folder: Path) -> dict[str, Any]:
     from migwatch.contract.config import load
     from migwatch.contract.labels import read_labels
     from migwatch.detectors.evaluate import score as evaluate
+    from migwatch.detectors.target_group import Directory
     from migwatch.replay import replay
 
     labels = read_labels(folder / "labels.json")
     results = {}
     for trace in sorted(folder.glob("trace-*.jsonl.gz")):
         config = load(folder / trace.name.replace("trace-", "config-").replace(".jsonl.gz", ".toml"))
-        targets = {target.id: target for target in config.targets}
-        replayed = replay(trace, config.detectors, targets=targets)
+        replayed = replay(trace, config.detectors, directory=Directory.of(config.targets, config.silences))
         alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replayed]
         results[trace.name] = evaluate(alerts, labels)
     return results
