@@ -31,7 +31,7 @@ from migwatch.contract.fields import FieldError, check_identifier, check_timesta
 MAX_WINDOW_S = 31 * 86_400.0  # a month: longer is not maintenance but an exception, and should say so
 
 
-class Silence(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=False):
+class Silence(msgspec.Struct, kw_only=True):
     """A maintenance window: ``start``/``end`` UNIX seconds; selectors ``targets``, ``sites``, ``labels``."""
 
     v: int = 1
@@ -105,6 +105,10 @@ def from_planned_move(move: PlannedMove, by: str = "planned-moves") -> Silence:
 def seconds(name: str, value: float | str) -> float:
     if isinstance(value, int | float):
         return float(value)
+    try:
+        return float(value)  # UNIX seconds, as typed on a command line
+    except ValueError:
+        pass
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

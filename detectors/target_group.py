@@ -172,9 +172,7 @@ class TargetGroup:
     def host_view(self, host: str) -> HostView | None:
         """What a hypervisor showed: from its detectors here, else from another worker's report."""
         detector = self.detectors.get(host)
-        if detector is None:
-            return self.directory.hosts.get(host)
-        return HostView(pattern_last_ts=detector.ping.pattern_last_ts, floor_ms=detector.relocation.floor_ms())
+        return self.directory.hosts.get(host) if detector is None else view_of(host, detector)
 
     def score_window(self, features: dict[str, float]) -> float | None:
         return self.scorer.score_and_learn(features)
@@ -223,6 +221,11 @@ class TargetGroup:
         fleet.classifier = FeedbackClassifier.from_state(state.classifier)
         fleet.alerts = OrderedDict(state.alerts)
         return fleet
+
+
+def view_of(host: str, detector: TargetDetector) -> HostView:
+    """What a hypervisor's detectors show: its last ping pattern and its lowest round trip."""
+    return HostView(host=host, pattern_last_ts=detector.ping.pattern_last_ts, floor_ms=detector.relocation.floor_ms())
 
 
 def describe(alert: Alert, record: Target) -> None:

@@ -2,8 +2,8 @@
 
 ``ping`` and ``ntp`` are co-partitioned (same key, same partition count), so one agent reading both topics
 sees every sample of a target in the same partition: that is the join. Samples come in batches; a batch is
-decoded, bad messages go to the dead-letter topic, each partition's samples are sorted by ``ts`` and run
-through that partition's detectors (:mod:`~migwatch.streams.partitions`), alerts are published and awaited
+decoded, bad messages go to the dead-letter topic, the samples are sorted by ``ts`` and each runs through
+its partition's detectors (:mod:`~migwatch.streams.partitions`), alerts are published and awaited
 before the batch's offsets are committed (at least once; ``event.id`` is stable, so a SIEM drops repeats).
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
+from itertools import groupby
 from typing import Any
 
 import faust
@@ -23,8 +24,9 @@ from faust.web import Request, Response, View
 from migwatch.contract.codec import decode, encode
 from migwatch.contract.config import Config, KafkaSettings, WorkerSettings
 from migwatch.contract.fields import FieldError
-from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, PingSample, Sample
+from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, HostView, PingSample, Sample
 from migwatch.contract.topics import TopicNames
+from migwatch.detectors.target_group import Directory
 from migwatch.streams import views
 from migwatch.streams.consumer import Transport
 from migwatch.streams.event_context import acting_for
@@ -118,7 +120,7 @@ class WorkerApp:
     :class:`~migwatch.streams.tables.MemoryTables` instead of the changelog-backed tables.
     """
 
-    def __init__(self, config: Config, tables: Tables | None = None) -> None:
+    def __init__(self, config: Config, tables: Tables | None = None, directory: Directory | None = None) -> None:
         self.settings = config.worker
         self.names = names = TopicNames(config.kafka.topic_prefix)
         self.app = app = faust_app(config)
@@ -129,6 +131,7 @@ class WorkerApp:
         self.feedback_topic = app.topic(names.feedback, **raw)
         self.alerts_topic = app.topic(names.alerts, **raw)
         self.deadletter_topic = app.topic(names.deadletter, **raw)
+        self.hosts_topic = app.topic(names.hosts, **raw)  # what our hypervisors showed, for the other workers
 
         # ---------------------------------------------------------------------------------------- tables
         # Values are our own JSON bytes (never pickle): value_type=bytes makes Faust store and restore them
@@ -141,7 +144,10 @@ class WorkerApp:
                   for name in ("detectors", "fleets", "chart-slots")),
                 width_s=self.settings.chart_window_s, slots=self.settings.chart_windows,
             )  # fmt: skip
-        self.partitions = Partitions.for_worker(tables, config)
+        # The targets' records, the maintenance windows and the other workers' hypervisors: read whole by
+        # every worker (streams/worker.py follows the compacted topics), the config's own on top.
+        self.partitions = Partitions.for_worker(tables, config, directory)
+        self.host_reports: list[HostView] = []
         self.metrics = WorkerMetrics()
         self.metrics.start_at_zero([names.ping, names.ntp], names.feedback)
         self.partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
@@ -161,13 +167,15 @@ class WorkerApp:
             started = time.perf_counter()
             alerts, dead = self.process_samples(events, now=time.time())
             await self.publish(alerts, dead)
+            await self.report_hosts()
             self.metrics.batch_samples.observe(len(events))
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     def process_samples(self, events: Sequence[EventT], *, now: float) -> tuple[list[Alert], list[Dead]]:
-        """Decode a batch, run each partition's samples (in ``ts`` order) through its detectors, write the
-        rows that are due; the alerts raised and the dead letters. ``now`` is this worker's clock."""
-        by_partition: dict[int, list[tuple[Sample, EventT]]] = defaultdict(list)
+        """Decode a batch, run its samples through their partitions' detectors in ``ts`` order across the
+        partitions (a VM's hypervisor may sit in another one), write the rows that are due; the alerts
+        raised and the dead letters. ``now`` is this worker's clock."""
+        pairs: list[tuple[Sample, EventT]] = []
         dead: list[Dead] = []
         counts: Counter[str] = Counter()
         for event in events:
@@ -179,29 +187,32 @@ class WorkerApp:
             except FieldError as error:
                 dead.append((dead_letter(event, str(error)), message.key))
                 continue
-            by_partition[message.partition].append((sample, event))
+            pairs.append((sample, event))
             counts[message.topic] += 1
+        pairs.sort(key=_ts)  # stable: each target's samples in event-time order, ping and ntp merged
         alerts: list[Alert] = []
-        for partition, pairs in by_partition.items():
-            pairs.sort(key=_ts)  # stable: each target's samples in event-time order, ping and ntp merged
-            alerts += self._detect_partition(partition, pairs, dead)
+        for partition, run in groupby(pairs, key=_partition):
+            alerts += self._detect_run(partition, list(run), dead)
+        for partition in {event.message.partition for _, event in pairs}:
+            with acting_for(self.partition_events[partition]):
+                self.metrics.checkpoints.inc(self.partitions.checkpoint(partition))
+            self.host_reports += self.partitions.host_reports(partition)
         for topic, count in counts.items():
             self.metrics.samples.labels(topic).inc(count)
         return alerts, dead
 
-    def _detect_partition(self, partition: int, pairs: list[tuple[Sample, EventT]], dead: list[Dead]) -> list[Alert]:
+    def _detect_run(self, partition: int, pairs: list[tuple[Sample, EventT]], dead: list[Dead]) -> list[Alert]:
+        """Samples of one partition that follow each other in the batch's ``ts`` order."""
         self.partition_events[partition] = last = pairs[-1][1]
-        alerts: list[Alert] = []
-        with acting_for(last):
+        with acting_for(last):  # chart windows are written as they close
             try:
-                alerts = self.partitions.update(partition, [sample for sample, _ in pairs])
+                return self.partitions.update(partition, [sample for sample, _ in pairs])
             except Exception as error:
                 # A detector bug must neither stop the agent nor lose the batch (Faust acks it): its
                 # messages are kept as dead letters, to be replayed once fixed.
                 log.exception("detectors failed on %d samples of partition %d", len(pairs), partition)
                 dead += [(dead_letter(event, f"detectors failed: {error!r}"), event.message.key) for _, event in pairs]
-            self.metrics.checkpoints.inc(self.partitions.checkpoint(partition))
-        return alerts
+                return []
 
     async def learn(self, stream: StreamT[bytes]) -> None:
         """Agent: analysts' verdicts, one at a time."""
@@ -233,6 +244,13 @@ class WorkerApp:
             self.metrics.alerts.labels(alert.migwatch.state).inc()
         for letter, _ in dead:
             self.metrics.dead_letters.labels(letter.topic).inc()
+
+    async def report_hosts(self) -> None:
+        """Tell the other workers what our hypervisors showed (their VMs name them as source or destination).
+        Sent, not awaited: a lost report costs a host's name on an alert, never an alert."""
+        reports, self.host_reports = self.host_reports, []
+        for report in reports:
+            await self.hosts_topic.send(key=report.host.encode(), value=encode(report))
 
     def write_unwritten(self, partitions: set[int]) -> None:
         for partition in partitions:
@@ -297,3 +315,7 @@ async def _measure_lag(app: faust.App, metrics: WorkerMetrics, topics: tuple[str
 
 def _ts(pair: tuple[Sample, EventT]) -> float:
     return pair[0].ts
+
+
+def _partition(pair: tuple[Sample, EventT]) -> int:
+    return pair[1].message.partition

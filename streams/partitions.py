@@ -26,7 +26,7 @@ samples after the last committed offset.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +34,9 @@ import msgspec
 
 from migwatch.contract.config import Config
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
-from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample
+from migwatch.contract.records import Alert, ClockSample, Feedback, HostView, PingSample
 from migwatch.detectors.target import TargetDetector
-from migwatch.detectors.target_group import TargetGroup
+from migwatch.detectors.target_group import Directory, TargetGroup, view_of
 from migwatch.streams.charts import ChartWindow
 from migwatch.streams.tables import Tables
 
@@ -57,6 +57,7 @@ class PartitionState:
     latest_ts: float | None = None
     windows: dict[str, ChartWindow] = field(default_factory=dict)  # the open chart window of each target
     last_alert: dict[str, Alert] = field(default_factory=dict)
+    hosts_updated: set[str] = field(default_factory=set)  # hypervisors with samples since the last report
 
 
 class Partitions:
@@ -70,6 +71,7 @@ class Partitions:
         *,
         checkpoint_s: float = 30.0,
         chart_window_s: float = 30.0,
+        directory: Directory | None = None,
     ) -> None:
         self.tables = tables
         self.settings = settings
@@ -77,14 +79,20 @@ class Partitions:
         self.checkpoint_s = checkpoint_s
         self.chart_window_s = chart_window_s
         self.owned: dict[int, PartitionState] = {}  # partition -> its state, while this worker owns it
+        given = directory if directory is not None else Directory()
+        # A VM's hypervisor in another partition of this worker is seen at once, one elsewhere by its reports.
+        self.directory = Directory(given.targets, given.silences, _WorkerHosts(self.owned, given.hosts))
+        self.reported: dict[str, tuple[float | None, float | None]] = {}  # host -> what was last told of it
 
     @classmethod
-    def for_worker(cls, tables: Tables, config: Config) -> Partitions:
-        """Partitions with the config's detector settings and ``[worker]`` name, checkpoint and chart windows."""
+    def for_worker(cls, tables: Tables, config: Config, directory: Directory | None = None) -> Partitions:
+        """Partitions with the config's detector settings and ``[worker]`` name, checkpoint and chart windows;
+        ``directory`` what they know of targets, windows and hosts (default: the config's targets and silences)."""
         worker = config.worker
         return cls(
             tables, config.detectors, worker.name, checkpoint_s=worker.checkpoint_s,
             chart_window_s=worker.chart_window_s,
+            directory=directory if directory is not None else Directory.of(config.targets, config.silences),
         )  # fmt: skip
 
     def state_of(self, partition: int) -> PartitionState:
@@ -92,9 +100,9 @@ class Partitions:
         if state is None:
             raw = self.tables.load_group(partition)
             group = (
-                TargetGroup(self.settings, self.observer)
+                TargetGroup(self.settings, self.observer, self.directory)
                 if raw is None
-                else TargetGroup.restore(raw, self.settings, self.observer)
+                else TargetGroup.restore(raw, self.settings, self.observer, self.directory)
             )
             state = self.owned[partition] = PartitionState(group)
         return state
@@ -115,6 +123,8 @@ class Partitions:
                 state.last_alert[target] = raised[-1]
             touched[target] = ts
             updated.add(target)
+            if isinstance(sample, PingSample) and sample.kind == "host":
+                state.hosts_updated.add(target)
             window = windows.get(target)
             if window is None or ts >= window.start + width:
                 if window is not None:
@@ -164,6 +174,31 @@ class Partitions:
             written += 1
         return written
 
+    def host_reports(self, partition: int) -> list[HostView]:
+        """What this partition's hypervisors showed, where it changed enough to tell the other workers: a
+        pattern begun or ended, seen again after a third of ``host_window_s``, or another lowest RTT."""
+        state = self.owned.get(partition)
+        if state is None:
+            return []
+        reports = []
+        every = self.settings.host_window_s / 3
+        for host in state.hosts_updated:
+            view = state.group.host_view(host)
+            if view is None:
+                continue
+            last, floor = view.pattern_last_ts, None if view.floor_ms is None else round(view.floor_ms, 1)
+            told = self.reported.get(host)
+            if (
+                told is not None
+                and told[1] == floor
+                and (told[0] == last or (told[0] is not None and last is not None and last - told[0] < every))
+            ):
+                continue
+            self.reported[host] = (last, floor)
+            reports.append(HostView(host=host, pattern_last_ts=last, floor_ms=view.floor_ms))
+        state.hosts_updated.clear()
+        return reports
+
     def learn(self, partition: int, feedback: Feedback) -> bool:
         """An analyst's verdict; False when the alert is not remembered by this partition."""
         state = self.state_of(partition)
@@ -198,6 +233,27 @@ class Partitions:
             if window is not None:
                 return [w.point() for w in [*self.tables.history(target, window.start, count), window]]
         return None
+
+
+class _WorkerHosts(Mapping[str, HostView]):
+    """What the hypervisors showed: those in this worker's partitions from their detectors, the others from
+    the other workers' reports."""
+
+    def __init__(self, owned: dict[int, PartitionState], reported: Mapping[str, HostView]) -> None:
+        self.owned, self.reported = owned, reported
+
+    def __getitem__(self, host: str) -> HostView:
+        for state in self.owned.values():
+            detector = state.group.detectors.get(host)
+            if detector is not None:
+                return view_of(host, detector)
+        return self.reported[host]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.reported)
+
+    def __len__(self) -> int:
+        return len(self.reported)
 
 
 def _by_target(status: dict[str, Any]) -> str:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections import ChainMap
 
 import faust
 from kafka.admin import NewTopic
 from mode.utils.times import want_seconds
 
 from migwatch.contract.config import Config
+from migwatch.contract.records import HostView, Target
+from migwatch.contract.silences import Silence
+from migwatch.contract.topics import TopicNames
+from migwatch.detectors.target_group import Directory
 from migwatch.kafka_io import clients
+from migwatch.kafka_io.compacted import CompactedTopic
+from migwatch.kafka_io.compacted_follower import CompactedFollower
 from migwatch.kafka_io.topic_admin import create_missing, ensure_topics
 from migwatch.streams.app import WorkerApp
 
@@ -51,9 +58,32 @@ def changelog_topics(app: faust.App) -> list[NewTopic]:
     return topics
 
 
+def follow_directory(config: Config) -> tuple[CompactedFollower, Directory]:
+    """Follow the targets, silences and hosts topics whole; the directory of what they hold, with the
+    config's own targets and silences over them."""
+    kafka = config.kafka
+    names = TopicNames(kafka.topic_prefix)
+    follower = CompactedFollower(kafka, [
+        CompactedTopic(kafka, names.targets, Target, lambda target: target.id),
+        CompactedTopic(kafka, names.silences, Silence, lambda silence: silence.id),
+        CompactedTopic(kafka, names.hosts, HostView, lambda view: view.host),
+    ])  # fmt: skip
+    tables, own = follower.tables, Directory.of(config.targets, config.silences)
+    directory = Directory(
+        targets=ChainMap(dict(own.targets), tables[names.targets]),
+        silences=ChainMap(dict(own.silences), tables[names.silences]),
+        hosts=tables[names.hosts],
+    )
+    return follower, directory
+
+
 def run(config: Config, loglevel: str = "warning") -> None:
-    app = WorkerApp(config).app
+    follower, directory = follow_directory(config)
+    app = WorkerApp(config, directory=directory).app
     prepare_topics(config, app)
+    if not follower.start(wait_s=config.worker.rebalance_timeout_s):
+        log.warning("the targets, silences and hosts topics were not read within %.0f s; going on, following them",
+                    config.worker.rebalance_timeout_s)  # fmt: skip
     worker = config.worker
     web = f"http://{worker.web_bind}:{worker.web_port}/" if worker.web_port else "no web server"
     print(f"migwatch worker {worker.name}: group {worker.app_id}, {web}", flush=True)

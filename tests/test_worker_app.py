@@ -7,7 +7,10 @@ broker). The whole worker against a real Kafka is tested in test_streams.py and 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import faust
+import msgspec
 from faust.types.tuples import Message
 
 from migwatch.contract.codec import encode
@@ -96,3 +99,18 @@ def test_the_app_declares_its_agents_topics_and_tables() -> None:
     assert sorted(agent.name for agent in app.app.agents.values()) == ["detect", "learn"]
     assert sorted(app.app.tables) == ["chart-slots", "detectors", "fleets"]
     assert set(app.samples_topic.topics) == {"migwatch.ping", "migwatch.ntp"}
+
+
+def test_the_hypervisors_are_reported_to_the_other_workers_as_their_pattern_begins_goes_on_and_ends() -> None:
+    samples, _ = generate([Episode("bulk-transfer", "hv-1", 200.0, copy_s=40.0)], ["hv-1"], 400.0)
+    samples = [msgspec.structs.replace(s, kind="host") if isinstance(s, PingSample) else s for s in samples]
+    app = worker_app()
+    told = []
+    for first in range(0, len(samples), 5):  # batches of a few seconds, as a live worker takes them
+        app.process_samples(sample_events(app, samples[first : first + 5]), now=samples[-1].ts)
+        told += app.host_reports
+        app.host_reports = []
+    during = [view.pattern_last_ts for view in told if view.pattern_last_ts is not None]
+    # Told when the pattern began and every third of host_window_s (30 s) while it lasted, then that it ended.
+    assert 2 <= len(during) <= 6 and all(10.0 <= b - a <= 20.0 for a, b in pairwise(during))
+    assert told[-1].pattern_last_ts is None and told[-1].floor_ms is not None and told[-1].host == "hv-1"
