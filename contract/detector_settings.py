@@ -113,7 +113,7 @@ def with_overrides(settings: DetectorSettings, overrides: dict[str, float | int 
     for name in overrides:
         if name not in known:
             own = ", ".join(sorted(known - GROUP_SETTINGS))
-            raise FieldError(f"detectors.{name}: not a detector setting (known: {own})")
+            raise FieldError(f"detectors: not a detector setting (known: {own}), got {name!r}")
         if name in GROUP_SETTINGS:
             raise FieldError(f"detectors.{name}: a setting of the whole target group, not of one target")
     try:

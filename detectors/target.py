@@ -112,9 +112,9 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             settings=settings,
         )
         fusion = self.fusion
-        for alert in alerts:
-            if alert.migwatch.state == "confirmed" and fusion.source_host is not None:
-                self.last_host = fusion.destination_host  # None: where no watched allowed host saw it go
+        if fusion.level == Level.CONFIRMED and fusion.source_host is not None:
+            # It left that host; where it went is known once a host or its settled round trip names it.
+            self.last_host = fusion.destination_host
         if context is not None:
             for alert in alerts:
                 context.remember_alert(alert)

@@ -34,7 +34,7 @@ import msgspec
 
 from migwatch.contract.config import Config
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
-from migwatch.contract.records import Alert, ClockSample, Feedback, HostView, PingSample
+from migwatch.contract.records import Alert, ClockSample, Feedback, HostView, PingSample, Target
 from migwatch.detectors.target import TargetDetector
 from migwatch.detectors.target_group import Directory, TargetGroup, view_of
 from migwatch.streams.charts import ChartWindow
@@ -217,14 +217,20 @@ class Partitions:
 
     def status(self) -> list[dict[str, Any]]:
         """Every target's current state by target id, for ``/status`` and the fleet page."""
+        targets = self.directory.targets
         return sorted(
             (
-                target_status(target, partition, detector, state.last_alert.get(target))
+                target_status(target, partition, detector, state.last_alert.get(target), targets.get(target))
                 for partition, state in self.owned.items()
                 for target, detector in state.group.detectors.items()
             ),
             key=_by_target,
         )
+
+    def silences(self, now: float) -> list[dict[str, Any]]:
+        """The maintenance windows not yet over at ``now``, by start, for the fleet page."""
+        windows = sorted((s for s in self.directory.silences.values() if s.end >= now), key=lambda s: (s.start, s.id))
+        return [msgspec.to_builtins(window) for window in windows]
 
     def chart(self, target: str, count: int) -> list[dict[str, Any]] | None:
         """The points of a target's chart (up to ``count`` closed windows, then the open one), or None."""
@@ -265,12 +271,19 @@ def _latest_ts(detector: TargetDetector) -> float:
     return max((ts for ts in candidates if ts is not None), default=0.0)
 
 
-def target_status(target: str, partition: int, detector: TargetDetector, alert: Alert | None) -> dict[str, Any]:
+def target_status(
+    target: str, partition: int, detector: TargetDetector, alert: Alert | None, record: Target | None = None
+) -> dict[str, Any]:
     fusion, ping = detector.fusion, detector.ping
     return {
         "target": target,
         "address": detector.address,
         "partition": partition,
+        "kind": record.kind if record is not None else None,
+        "site": record.site if record is not None else None,
+        "allowed_hosts": list(record.hosts) if record is not None else [],
+        "last_host": detector.last_host,  # the hypervisor it moved to last, when its pings named it
+        "rtt_floor_ms": detector.relocation.floor_ms(),
         "state": fusion.level.state,
         "likelihood": round(fusion.likelihood, 4),
         "last_rtt_ms": ping.last_rtt_ms,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ def fleet_page() -> str:
 
 
 def status(settings: WorkerSettings, partitions: Partitions) -> dict[str, Any]:
-    """``/status``: every target's state, likelihood, last RTT, baseline, clock offset and last alert."""
-    return {"worker": settings.name, "targets": partitions.status()}
+    """``/status``: every target's state, likelihood, last RTT, baseline, clock offset, last alert, site,
+    allowed hosts and where it was last seen; and the maintenance windows not yet over."""
+    return {"worker": settings.name, "targets": partitions.status(), "silences": partitions.silences(time.time())}
 
 
 def chart(settings: WorkerSettings, partitions: Partitions, target: str) -> tuple[dict[str, Any], int]:

@@ -11,11 +11,13 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migwatch.contract.config import Config, ConfigError, ConfigTarget, parse
+from migwatch.contract.config import Config, ConfigError, ConfigSilence, ConfigTarget, parse
 
-SECTIONS = {field.name: field.type for field in msgspec.structs.fields(Config) if field.name != "targets"}
+LISTS = ("targets", "silences")  # arrays of tables, fuzzed record by record below
+SECTIONS = {field.name: field.type for field in msgspec.structs.fields(Config) if field.name not in LISTS}
 FIELDS = [(section, field.name) for section, kind in SECTIONS.items() for field in msgspec.structs.fields(kind)]
 TARGET_FIELDS = [field.name for field in msgspec.structs.fields(ConfigTarget)]
+SILENCE_FIELDS = [field.name for field in msgspec.structs.fields(ConfigSilence)]
 
 
 def toml_string(text: str) -> str:
@@ -71,6 +73,15 @@ def test_any_value_of_a_target_field_is_accepted_or_refused_naming_it(key: str, 
     base = {"id": '"web-01"', "address": '"192.0.2.10"'} | {key: toml_value(value)}
     text = "[[targets]]\n" + "".join(f"{name} = {literal}\n" for name, literal in base.items())
     check(text, {}, (f"c.toml: targets[0].{key}",))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(SILENCE_FIELDS), values)
+def test_any_value_of_a_silence_field_is_accepted_or_refused_naming_it(key: str, value: Any) -> None:
+    base = {"id": '"w"', "start": "1000.0", "end": "2000.0", "sites": '["fra-1"]'} | {key: toml_value(value)}
+    text = "[[silences]]\n" + "".join(f"{name} = {literal}\n" for name, literal in base.items())
+    # A rule between fields names the field it sits on (end after start; some selector set).
+    check(text, {}, (f"c.toml: silences[0].{key}", "c.toml: silences[0].end", "c.toml: silences[0].targets"))
 
 
 @settings(max_examples=1000, deadline=None)

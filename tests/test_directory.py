@@ -4,6 +4,8 @@ topic make a planned move expected, and what the worker's hypervisors showed goe
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -26,7 +28,7 @@ from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.synthetic import START_TS, Episode, generate
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, read_all, worker_env
-from tests.test_streams import PARTITIONS, counted, partition_of
+from tests.test_streams import PARTITIONS, _browse, counted, partition_of
 
 pytestmark = pytest.mark.kafka
 
@@ -82,7 +84,7 @@ def directed(
         for s in samples
         if isinstance(s, PingSample) or s.target not in hosts
     ]  # fmt: skip
-    window = Silence(id="maint-b", start=START_TS + shift + 200, end=START_TS + shift + 600, targets=["web-b"],
+    window = Silence(id="maint-b", start=START_TS + shift + 200, end=START_TS + shift + 3600, targets=["web-b"],
                      reason="patching")  # fmt: skip
     # The targets and the window go on their topics through the CLI, as an operator puts them there.
     targets_file = folder / "targets.toml"
@@ -131,6 +133,19 @@ def test_the_targets_topic_reaches_the_detectors_and_a_host_in_another_partition
                        a.migwatch.outcome, a.migwatch.evidence.source_host) for a in alerts)  # fmt: skip
 
     assert brief(live) == brief(expected)
+
+
+def test_the_fleet_page_shows_where_each_vm_was_last_seen_and_the_windows(directed: tuple) -> None:
+    worker, *_ = directed
+    status = json.loads(worker.get("/status") or b"{}")
+    web_a = next(t for t in status["targets"] if t["target"] == VM)
+    assert (web_a["site"], web_a["allowed_hosts"], web_a["last_host"]) == ("fra-1", [SOURCE, "hv-y"], "hv-y")
+    assert web_a["rtt_floor_ms"] is not None and [s["id"] for s in status["silences"]] == ["maint-b"]
+    dom = _browse(f"{worker.url}/", "--dump-dom").stdout
+    row = re.search(rf'<tr class="vm[^"]*" data-target="{VM}">(.*?)</tr>', dom)
+    assert row is not None, dom[-2000:]
+    assert "<td>fra-1</td><td>hv-y</td>" in row.group(1) and f"<td>{SOURCE}, hv-y</td>" in row.group(1)
+    assert '<tr class="silence" data-silence="maint-b"><td>maint-b</td>' in dom and "<td>web-b</td>" in dom
 
 
 def test_a_window_on_the_silences_topic_makes_the_planned_move_expected(kafka_bootstrap: str, directed: tuple) -> None:

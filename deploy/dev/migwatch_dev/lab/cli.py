@@ -32,8 +32,10 @@ from migwatch_dev.lab.scenario import load, play, scenario_names
 from migwatch_dev.lab.targets import write_config
 
 MODES: dict[str, type] = {"qemu": QemuLab, "emulated": EmulatedLab}
-# The corpus of issue #6: three migration settings and the benign episodes, each watched at 1 s and 100 ms.
-CORPUS = ("fast", "shaped", "capped", "benign")
+# The corpus: three QEMU migration settings and the benign episodes (issue #6), moves to a farther site and
+# back with reroutes, and the same moves within the site (issue #21, emulated); each watched at 1 s and 100 ms.
+CORPUS = {"fast": "qemu", "shaped": "qemu", "capped": "qemu", "benign": "qemu", "relocated": "emulated",
+          "same-site": "emulated"}  # fmt: skip
 CORPUS_INTERVALS = (1.0, 0.1)
 
 
@@ -126,7 +128,7 @@ def score_corpus(root: Path) -> dict[str, Any]:
 def _corpus(args: argparse.Namespace) -> int:
     for name in args.only or CORPUS:
         print(f"== corpus: {name}", flush=True)
-        run_scenario("qemu", name, args.out / name, list(CORPUS_INTERVALS), args.ntp_interval)
+        run_scenario(CORPUS[name], name, args.out / name, list(CORPUS_INTERVALS), args.ntp_interval)
     score_corpus(args.out)
     return 0
 
@@ -137,7 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--mode", choices=sorted(MODES), default="qemu", help="a real QEMU guest or an emulated host")
     run.add_argument("--scenario", required=True, help=f"built-in ({', '.join(scenario_names())}) or a JSON file")
     run.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for labels, configs, traces")
-    for sub in (run, corpus := actions.add_parser("corpus", help="record and score the QEMU corpus")):
+    for sub in (run, corpus := actions.add_parser("corpus", help="record and score the lab corpus")):
         sub.add_argument("--ntp-interval", type=float, default=5.0, metavar="S", help="NTP query interval")
     run.add_argument("--record", type=float, action="append", default=[], metavar="S",
                      help="record a trace pinging every S seconds (repeatable)")  # fmt: skip

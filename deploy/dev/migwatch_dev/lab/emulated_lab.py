@@ -3,8 +3,11 @@
 Each episode plays the pattern the paper (and the QEMU lab) shows on the wire: a migration raises the
 delay with outliers while memory is copied (``start_copy``), then loses the replies of the stop-and-copy
 and comes back with the VM's clock behind (``switch``); a bulk copy is ``start_copy`` and ``end_copy``
-alone. The host's NTP server is chronyd fed by a ``refclock SOCK`` the lab sets, so clock steps are real
-NTP answers. The monitor end is this process's namespace (a probe can reach Kafka on loopback too).
+alone. A migration with ``relocate_ms`` moves the VM to a hypervisor that much round trip farther away
+(or, negative, nearer): the link keeps the longer delay from the switch on. ``path-change`` lengthens the
+path for a while without a move (a reroute). The host's NTP server is chronyd fed by a ``refclock SOCK``
+the lab sets, so clock steps are real NTP answers. The monitor end is this process's namespace (a probe
+can reach Kafka on loopback too).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from migwatch_dev.lab.chrony import RefclockFeeder, chrony_server
+from migwatch_dev.lab.errors import LabError
 from migwatch_dev.lab.link_emulator import EmulatedLink, emulated_link
 from migwatch_dev.lab.netns import in_ns
 from migwatch_dev.lab.qemu_lab import Migration
@@ -31,17 +35,20 @@ def start_copy(host: EmulatedLink, delay_ms: float = 6.0, jitter_ms: float = 5.0
     host.emulator.delay_ms, host.emulator.jitter_ms = delay_ms, jitter_ms
 
 
-def end_copy(host: EmulatedLink) -> None:
-    host.emulator.delay_ms, host.emulator.jitter_ms = BASE_DELAY_MS, 0.0
+def end_copy(host: EmulatedLink, delay_ms: float = BASE_DELAY_MS) -> None:
+    host.emulator.delay_ms, host.emulator.jitter_ms = delay_ms, 0.0
 
 
-def switch(host: EmulatedLink, clock: RefclockFeeder, outage_s: float = 1.2, lag_ms: float = -150.0) -> float:
-    """The stop-and-copy and the switch; returns the wall-clock time the VM runs again."""
+def switch(
+    host: EmulatedLink, clock: RefclockFeeder, outage_s: float = 1.2, lag_ms: float = -150.0,
+    delay_ms: float = BASE_DELAY_MS,
+) -> float:  # fmt: skip
+    """The stop-and-copy and the switch to a host ``delay_ms`` away each way; when the VM runs again."""
     in_ns(host.host, "iptables", "-A", *_DROP_REPLIES)
     try:
         time.sleep(outage_s)
     finally:
-        end_copy(host)
+        end_copy(host, delay_ms)
         in_ns(host.host, "iptables", "-D", *_DROP_REPLIES)
     clock.offset_ms += lag_ms
     return time.time()
@@ -52,12 +59,13 @@ class EmulatedLab:
     """One emulated VM (``vm_ip``); the same episode methods as the QEMU lab, with emulation settings."""
 
     EPISODES: typing.ClassVar = ("migrate", "pause", "bulk_transfer", "cpu_load", "clock_step", "loss_burst",
-                                 "ttl_change")  # fmt: skip
+                                 "ttl_change", "path_change")  # fmt: skip
 
     link: EmulatedLink
     clock: RefclockFeeder
     hosts: typing.ClassVar = ("hv-1", "hv-2")
     _on: int = 0  # which of ``hosts`` the VM is on
+    _delay_ms: float = BASE_DELAY_MS  # each way, to the host the VM is on
 
     @property
     def vm_ip(self) -> str:
@@ -70,12 +78,16 @@ class EmulatedLab:
 
     def migrate(
         self, *, copy_s: float = 10.0, outage_s: float = 1.2, lag_ms: float = -150.0,
-        delay_ms: float = 6.0, jitter_ms: float = 5.0,
+        delay_ms: float = 6.0, jitter_ms: float = 5.0, relocate_ms: float = 0.0,
     ) -> Migration:  # fmt: skip
         start = time.time()
-        start_copy(self.link, delay_ms, jitter_ms)
+        start_copy(self.link, self._delay_ms + delay_ms, jitter_ms)
         time.sleep(copy_s)
-        end = switch(self.link, self.clock, outage_s, lag_ms)
+        if self._delay_ms + relocate_ms / 2 < BASE_DELAY_MS:
+            raise LabError(f"relocate_ms: the VM is only {2 * (self._delay_ms - BASE_DELAY_MS):g} ms of round trip "
+                           f"farther than the nearest host, got {relocate_ms!r}")  # fmt: skip
+        self._delay_ms += relocate_ms / 2
+        end = switch(self.link, self.clock, outage_s, lag_ms, self._delay_ms)
         source, self._on = self.hosts[self._on], 1 - self._on
         return Migration(start=start, end=end, downtime_ms=outage_s * 1000, total_ms=(end - start) * 1000,
                          source=source, destination=self.hosts[self._on])  # fmt: skip
@@ -90,9 +102,17 @@ class EmulatedLab:
 
     def bulk_transfer(self, seconds: float, delay_ms: float = 6.0, jitter_ms: float = 5.0) -> tuple[float, float]:
         start = time.time()
-        start_copy(self.link, delay_ms, jitter_ms)
+        start_copy(self.link, self._delay_ms + delay_ms, jitter_ms)
         time.sleep(seconds)
-        end_copy(self.link)
+        end_copy(self.link, self._delay_ms)
+        return start, time.time()
+
+    def path_change(self, seconds: float, rtt_ms: float = 15.0) -> tuple[float, float]:
+        """The route to the VM grows ``rtt_ms`` of round trip longer for a while; the VM does not move."""
+        start = time.time()
+        end_copy(self.link, self._delay_ms + rtt_ms / 2)
+        time.sleep(seconds)
+        end_copy(self.link, self._delay_ms)
         return start, time.time()
 
     def cpu_load(self, seconds: float) -> tuple[float, float]:

@@ -6,7 +6,9 @@ does not have is an error, named with its step):
 
     {"do": "wait", "s": 30}
     {"do": "migrate", "dirty_mb_s": 8}          (QEMU: max_bandwidth_mb_s, dirty_mb_s, auto_converge;
-                                                  emulated: copy_s, outage_s, lag_ms, delay_ms, jitter_ms)
+                                                  emulated: copy_s, outage_s, lag_ms, delay_ms, jitter_ms,
+                                                  relocate_ms: the destination that much RTT farther)
+    {"do": "path-change", "seconds": 60, "rtt_ms": 15}   (emulated: a longer route, no move)
     {"do": "pause", "seconds": 2}               {"do": "bulk-transfer", "seconds": 20}
     {"do": "cpu-load", "seconds": 20}           {"do": "clock-step", "step_s": -1}
     {"do": "loss-burst", "seconds": 10, "probability": 0.3}
@@ -47,7 +49,7 @@ from migwatch_dev.lab.targets import VM_ID
 BUILT_IN = Path(__file__).with_name("scenarios")
 _TYPES: dict[Any, tuple[type, ...]] = {float: (int, float), int: (int,), bool: (bool,)}
 # Settings that are offsets (a clock stepped back, a clock left behind); every other one is a size or a time.
-_SIGNED = frozenset({"step_s", "lag_ms"})
+_SIGNED = frozenset({"step_s", "lag_ms", "relocate_ms"})
 
 
 @dataclass(frozen=True)
