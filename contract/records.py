@@ -178,6 +178,9 @@ class ClockSample(Record, kw_only=True):
     root_delay_ms: float | None = None
     root_dispersion_ms: float | None = None
     error: NtpError | None = None
+    # Issue #20: how far the probe's own wall clock stepped since its previous query of this target (0.0:
+    # not at all), seen against its raw monotonic clock; left out by probes that do not watch their clock.
+    probe_step_ms: float | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         _version(self.v)
@@ -201,6 +204,8 @@ class ClockSample(Record, kw_only=True):
             fail("leap", "must be between 0 and 3 or null", self.leap)
         check_number("root_delay_ms", self.root_delay_ms, low=0.0, nullable=True)
         check_number("root_dispersion_ms", self.root_dispersion_ms, low=0.0, nullable=True)
+        if self.probe_step_ms is not msgspec.UNSET:
+            check_number("probe_step_ms", self.probe_step_ms, low=-MAX_DURATION_MS, high=MAX_DURATION_MS)
 
 
 class Evidence(Record, kw_only=True):

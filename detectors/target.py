@@ -128,6 +128,8 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             self.skew.reset()
         settled = lag.lag_ts is None or ts - lag.lag_ts > settings.skew_settle_s
         if good and settled and lag.pending_ts is None:
+            if lag.probe_shift_ms and sample.offset_ms is not None:  # the offset as the time lag corrected it
+                sample = msgspec.structs.replace(sample, offset_ms=sample.offset_ms + lag.probe_shift_ms)
             self.skew.update(sample, settings)
         if context is not None and sample.error is None:
             new_step = lag.pending_step_ms if lag.pending_ts != pending else None
@@ -138,10 +140,12 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         lag = self.lag
         if lag.pending_ts is None or lag.pending_step_ms is None:
             return
-        wait = context.lag_wait_s() if context is not None else 0.0
+        # A probe that watches its own clock has taken its steps out already: nothing to wait for.
+        asked = context is not None and not lag.pending_vouched
+        wait = context.lag_wait_s() if asked and context is not None else 0.0
         if ts < lag.pending_ts + wait:
             return
-        common = context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
+        common = asked and context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
         before = lag.good_ts if lag.good_ts is not None else lag.pending_ts
         lag.resolve(common_mode=common)
         self.skew.reset()

@@ -8,9 +8,12 @@ delay (an NTP offset is only known to within half the delay).
 
 Not a lag: failed queries (``error`` set), samples whose delay is far above both the usual and the path's
 round trip as the pings see it now (a queued reply; a VM moved farther away answers later for good, and
-its pings say so), steps up, and steps towards zero (the VM's own NTP correcting its clock). A step is
-first *pending*; the caller resolves it (:meth:`TimeLag.resolve`) once it knows whether every target
-stepped alike, which means the probe's own clock moved (see :mod:`migwatch.detectors.target_group`).
+its pings say so), steps up, and steps towards zero (the VM's own NTP correcting its clock). Nor a step
+of the probe's own clock: a probe that watches it says in each sample how far it stepped since its last
+query of the target (``probe_step_ms``), and that is added back. For samples without it a step is first
+*pending*; the caller resolves it (:meth:`TimeLag.resolve`) once it knows whether every target stepped
+alike, which means the probe's own clock moved (see :mod:`migwatch.detectors.target_group`); one the probe
+vouched for (``pending_vouched``) is resolved at once.
 
     >>> from migwatch.contract.records import ClockSample
     >>> lag = TimeLag()
@@ -56,6 +59,8 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
     offset_ms: float | None = None  # the last good offset
     good_ts: float | None = None  # when it was measured
     rebased: int = 0  # how often the reference level was dropped for a new one
+    probe_shift_ms: float = 0.0  # the probe's own clock steps so far, added back to every offset
+    pending_vouched: bool = False  # the pending step's sample came from a probe that watches its clock
 
     def ready(self, settings: DetectorSettings = DEFAULTS) -> bool:
         return len(self.offsets) >= settings.lag_warmup
@@ -73,9 +78,12 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
         while they show an episode. A slow answer that the path explains may show a lag, but sets the level
         only once the path has settled: a reply queued behind a memory copy is off by up to half its delay.
         """
+        if sample.probe_step_ms is not msgspec.UNSET:
+            self.probe_shift_ms += sample.probe_step_ms
         offset, delay = sample.offset_ms, sample.delay_ms
         if sample.error is not None or offset is None or delay is None:
             return False
+        offset += self.probe_shift_ms
         trusted = True
         if self.delays and delay > settings.lag_delay_max_factor * statistics.median(self.delays) + 1.0:
             if path_rtt_ms is None or delay > settings.lag_delay_max_factor * path_rtt_ms + 1.0:
@@ -92,6 +100,7 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
         if -step > self.threshold(delay, settings) and abs(offset) >= abs(reference) - abs(step) / 2:
             if self.pending_ts is None:
                 self.pending_ts, self.pending_offset_ms, self.pending_step_ms = sample.ts, offset, step
+                self.pending_vouched = sample.probe_step_ms is not msgspec.UNSET
                 self.offset_ms = offset
             return False  # the reference keeps its level until the step is resolved
         if not trusted:
@@ -122,6 +131,7 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.offsets, self.good_ts = [self.pending_offset_ms], self.pending_ts
         self.rebased += 1
         self.pending_ts = self.pending_offset_ms = self.pending_step_ms = None
+        self.pending_vouched = False
 
     def _remember(self, ts: float, offset: float, delay: float, settings: DetectorSettings) -> None:
         self.good_ts = ts

@@ -29,6 +29,7 @@ from migwatch.contract.config import ProbeSettings
 from migwatch.contract.records import ClockSample, PingSample, Sample, Target
 from migwatch.probes.icmp import Echo, IcmpProber
 from migwatch.probes.ntp import ClockReading, NtpProber
+from migwatch.probes.own_clock import OwnClock
 from migwatch.probes.prober import Prober
 
 Sink = Callable[[Sample], None]
@@ -108,6 +109,10 @@ class Scheduler:
         self._heap: list[tuple[float, int, _Job]] = []
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._seq: dict[str, int] = {}
+        # The probe's own wall clock, looked at before every probe; what it had stepped at each target's last
+        # NTP query (see own_clock.py).
+        self.own_clock = OwnClock()
+        self._clock_marks: dict[str, float] = {}
         self._order = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0  # probes sent and not yet answered or timed out
@@ -126,6 +131,8 @@ class Scheduler:
             if key not in wanted or wanted[key] != (job.target, job.interval):
                 job.cancelled = True  # lazily dropped from the heap
                 del self._jobs[key]
+                if key not in wanted and key[1] == "ntp":
+                    self._clock_marks.pop(key[0], None)
         now = time.monotonic()
         for key, (target, interval) in wanted.items():
             if key not in self._jobs:
@@ -201,6 +208,7 @@ class Scheduler:
 
     def _fire(self, job: _Job) -> None:
         self.fired += 1
+        self.own_clock.look()
         found, ip = self.resolver.known(job.target.address)
         if found:
             # The common case costs no task: the prober calls back with the answer or the timeout.
@@ -227,7 +235,10 @@ class Scheduler:
             timeout = self.settings.ping_timeout_s if target.ping_timeout_s is msgspec.UNSET else target.ping_timeout_s
             self.icmp.send(ip, timeout, done)
         else:
-            answered = functools.partial(self._queried, target)
+            steps = self.own_clock.look()
+            before = self._clock_marks.get(target.id)
+            self._clock_marks[target.id] = steps
+            answered = functools.partial(self._queried, target, None if before is None else steps - before)
             if ip is None:  # no address, no answer to be had
                 answered(ClockReading(time.time(), error="timeout"))
                 return
@@ -250,12 +261,13 @@ class Scheduler:
             )
         )
 
-    def _queried(self, target: Target, reading: ClockReading) -> None:
+    def _queried(self, target: Target, probe_step_ms: float | None, reading: ClockReading) -> None:
         self._in_flight -= 1
         if reading.error is not None:
             self.ntp_errors[reading.error] = self.ntp_errors.get(reading.error, 0) + 1
         self.sink(
             ClockSample(
+                probe_step_ms=msgspec.UNSET if probe_step_ms is None else round(probe_step_ms, 3),
                 target=target.id,
                 address=target.address,
                 probe=self.settings.name,

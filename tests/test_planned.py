@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from migwatch.contract.config import ConfigError, load
+from migwatch.contract.labels import read_labels
 from migwatch.contract.records import Alert, Target
 from migwatch.contract.silences import Silence
 from migwatch.detectors.target_group import Directory, TargetGroup
+from migwatch.replay import replay
 from migwatch_dev.synthetic import START_TS, Episode, generate
 
 TARGETS = [
@@ -60,3 +62,22 @@ def test_windows_in_the_config_are_validated_and_named(tmp_path: Path) -> None:
         load(config)
     config.write_text('[[silences]]\nid = "w"\nstart = 100.0\nend = 5000.0\nsites = ["fra-1"]\nto_hosts = ["hv-2"]\n')
     assert load(config).silences[0].to_hosts == ["hv-2"]
+
+
+LAB_RUN = Path(__file__).resolve().parents[1] / "deploy" / "dev" / "corpus" / "same-site"
+
+
+def test_a_lab_migration_in_a_window_is_expected_and_the_same_moves_outside_it_are_not() -> None:
+    """On the emulated lab's recorded same-site run: a window around the second of its four migrations."""
+    labels = read_labels(LAB_RUN / "labels.json")
+    config = load(LAB_RUN / "config-1000ms.toml")
+    planned = labels.migrations[1]
+    window = Silence(id="move-2", start=planned.start - 60, end=planned.end + 60, targets=[planned.target])
+    directory = Directory.of(config.targets, [window])
+    alerts = [a for a in replay(LAB_RUN / "trace-1000ms.jsonl.gz", config.detectors, quiet=True, directory=directory)]
+    confirmed = [a for a in alerts if a.migwatch.state == "confirmed"]
+    assert len(confirmed) == len(labels.migrations) == 4
+    assert [(a.migwatch.outcome, a.event.severity) for a in confirmed] == [
+        ("unexpected", 4), ("expected", 1), ("unexpected", 4), ("unexpected", 4)
+    ]  # fmt: skip
+    assert confirmed[1].migwatch.window == "move-2" and window.start <= confirmed[1].migwatch.detected_ts <= window.end

@@ -9,9 +9,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import msgspec
+import pytest
+
 from migwatch.contract.config import ProbeSettings
 from migwatch.contract.records import ClockSample, PingSample, Sample, Target
 from migwatch.contract.trace import read_trace
+from migwatch.probes.own_clock import OwnClock
 from migwatch.probes.scheduler import Scheduler
 from tests.ntp_responder import NtpResponder
 
@@ -104,3 +108,30 @@ def test_record_writes_a_trace(tmp_path: Path) -> None:
     samples = list(read_trace(out))
     assert {s.target for s in samples} == {"lo"}  # only this probe's site
     assert 9 <= len(samples) <= 11 and "lateness p50" in result.stderr
+
+
+def test_ntp_samples_carry_the_steps_of_the_probes_own_clock() -> None:
+    """Issue #20: the probe's wall clock stepping shows against its raw monotonic clock; each ClockSample says
+    how far it stepped since the previous query of that target. (The machine's clock cannot be stepped in
+    a test: the scheduler's view of it is, 1.2 s in, by +50 ms.)"""
+    responder = NtpResponder(offset_ms=-25.0)
+    began = time.monotonic()
+    try:
+        settings = ProbeSettings(name="probe-t", ntp_port=responder.port, ntp_timeout_s=0.5, ping_timeout_s=0.5)
+        samples: list[Sample] = []
+
+        async def main() -> None:
+            scheduler = Scheduler(settings, samples.append)
+            scheduler.own_clock = OwnClock(wall=lambda: time.time() + (0.05 if time.monotonic() - began > 1.2 else 0.0))
+            scheduler.set_targets([Target(id="vm", address="127.0.0.1", ping_interval_s=0.1, ntp_interval_s=0.5)])
+            try:
+                await scheduler.run(3.0)
+            finally:
+                scheduler.close()
+
+        asyncio.run(main())
+    finally:
+        responder.close()
+    steps = [s.probe_step_ms for s in samples if isinstance(s, ClockSample)]
+    assert steps[0] is msgspec.UNSET and 5 <= len(steps) <= 7
+    assert sorted(steps[1:]) == [0.0] * (len(steps) - 2) + [pytest.approx(50.0, abs=0.5)]
