@@ -256,6 +256,8 @@ class RelocationEvidence(Record, kw_only=True):
     shift_ms: float
     distance_km_max: float
     settled_ts: Timestamp
+    ttl_before: int | None = None  # the replies' TTL (hop limit) before and after: another count of routers
+    ttl_after: int | None = None
 
     def __post_init__(self) -> None:
         check_number("rtt_min_before_ms", self.rtt_min_before_ms, low=0.0)

@@ -77,6 +77,12 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _within(ts: float, seen: float | None, recent: float) -> bool:
+    """Evidence seen at ``seen`` is in force at ``ts``: not older than ``recent``, and not from ts's future (a
+    stream worker catching up may get one topic's samples ahead of the other's)."""
+    return seen is not None and 0.0 <= ts - seen <= recent
+
+
 @dataclass(frozen=True)
 class Signs:
     """The evidence in force at one event time, read off the detectors (the paper's signs, and ours)."""
@@ -122,11 +128,10 @@ class Signs:
         return cls(
             ping=ping, ttl=ttl, lag=lag, skew=skew, relocation=relocation, pattern=pattern,
             loss_in_pattern=loss_in_pattern, loss_run=loss_run,
-            lag_seen=lag.lag_ts is not None and ts - lag.lag_ts <= recent,
-            ttl_seen=ttl.changed_ts is not None and ts - ttl.changed_ts <= recent,
-            skew_seen=skew is not None and skew.detected_ts is not None and ts - skew.detected_ts <= recent,
-            relocated=settled is not None and ts - settled <= recent and relocation is not None
-            and relocation.relocated(settings),
+            lag_seen=_within(ts, lag.lag_ts, recent),
+            ttl_seen=_within(ts, ttl.changed_ts, recent),
+            skew_seen=skew is not None and _within(ts, skew.detected_ts, recent),
+            relocated=_within(ts, settled, recent) and relocation is not None and relocation.relocated(settings),
         )  # fmt: skip
 
     @property
@@ -224,7 +229,7 @@ class Signs:
         assert shift is not None and distance is not None
         return RelocationEvidence(
             rtt_min_before_ms=before, rtt_min_after_ms=after, shift_ms=round(shift, 3), distance_km_max=distance,
-            settled_ts=settled,
+            settled_ts=settled, ttl_before=relocation.ttl_before, ttl_after=relocation.ttl_after,
         )  # fmt: skip
 
 

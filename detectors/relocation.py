@@ -2,13 +2,14 @@
 
 Light in fibre covers about 100 km per millisecond of round trip, so a VM moved to a farther site answers
 pings later for good: its lowest RTT (the path without queueing) settles at a new level. ``Relocation``
-keeps the lowest RTT of each recent quiet window (``window_s``, no unanswered ping, no ping episode: a memory
-copy raises the floor too), and once a move is
-known (:meth:`moved`, called when its clock lag confirms it) waits for ``settle_windows`` steady windows
-after it. Their lowest RTT against the one before the move is the shift; beyond ``relocation_min_ms`` it is
-a relocation, and ``distance_km`` is how much farther the VM can at most be (a longer route explains a
-shift as well: it is a bound, not a position). Either way the target's RTT has a settled level again, which
-the ping heuristic re-learns (``settled``), so that the episode can end and the next move is its own.
+keeps the lowest RTT of each recent quiet window (``window_s``, no unanswered ping, no ping episode: a
+memory copy raises the floor too), and once a move is known (:meth:`moved`, called when its clock lag
+confirms it) waits for ``settle_windows`` steady windows after it. Their lowest RTT against the one before
+the move is the shift; beyond ``relocation_min_ms``, or with replies that cross another number of routers
+(their TTL) than before, it is a relocation, and ``distance_km`` is how much farther the VM can at most be
+(a longer route explains a shift as well: it is a bound, not a position). Either way the target's RTT has a
+settled level again, which the ping heuristic re-learns (``level_ms``), so that the episode can end and the
+next move is its own.
 
     >>> from migwatch.contract.records import PingSample
     >>> where = Relocation()
@@ -44,11 +45,15 @@ class Relocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     w_min: float | None = None
     w_answered: int = 0
     w_lost: int = 0
+    w_ttl: int | None = None
+    ttl_calm: int | None = None  # the reply TTL of the last quiet window outside an episode
     floors: list[tuple[float, float]] = []  # (window start, lowest RTT) of recent quiet windows
     moved_ts: float | None = None  # a confirmed move whose new level is awaited
     before_ms: float | None = None
     after: list[float] = []  # lowest RTT of the steady windows since the move
     after_ms: float | None = None
+    ttl_before: int | None = None
+    ttl_after: int | None = None
     settled_ts: float | None = None  # when the level after the last move was known
     level_ms: float | None = None  # the settled level's typical RTT, for the ping baseline to re-learn
 
@@ -60,19 +65,21 @@ class Relocation(msgspec.Struct, kw_only=True, omit_defaults=True):
             if start is not None:
                 self._close(start, settings, calm)
             self.window_start = math.floor(ts / settings.window_s) * settings.window_s
-            self.w_min, self.w_answered, self.w_lost = None, 0, 0
+            self.w_min, self.w_answered, self.w_lost, self.w_ttl = None, 0, 0, None
         if rtt is None:
             self.w_lost += 1
         else:
             self.w_answered += 1
+            self.w_ttl = sample.ttl
             self.w_min = rtt if self.w_min is None or rtt < self.w_min else self.w_min
 
     def moved(self, *, before_ts: float, ts: float) -> None:
         """A move is confirmed at ``ts``; the VM was still where it was until ``before_ts``."""
         floors = [low for start, low in self.floors if start < before_ts]
         self.before_ms = min(floors) if floors else None
+        self.ttl_before = self.ttl_calm
         self.moved_ts, self.after = ts, []
-        self.after_ms = self.settled_ts = self.level_ms = None
+        self.after_ms = self.settled_ts = self.level_ms = self.ttl_after = None
 
     def floor_ms(self) -> float | None:
         """The lowest RTT of the quiet windows kept: the path's round trip without queueing."""
@@ -86,7 +93,8 @@ class Relocation(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     def relocated(self, settings: DetectorSettings = DEFAULTS) -> bool:
         shift = self.shift_ms()
-        return shift is not None and abs(shift) >= settings.relocation_min_ms
+        rerouted = self.ttl_before is not None and self.ttl_after is not None and self.ttl_before != self.ttl_after
+        return shift is not None and (abs(shift) >= settings.relocation_min_ms or rerouted)
 
     def distance_km(self) -> float | None:
         """How much farther (negative: nearer) the VM can at most be after the move."""
@@ -101,6 +109,7 @@ class Relocation(msgspec.Struct, kw_only=True, omit_defaults=True):
                 self.after = []  # the level is not steady yet
             return
         if calm:
+            self.ttl_calm = self.w_ttl if self.w_ttl is not None else self.ttl_calm
             self.floors.append((start, low))
             del self.floors[: -settings.floor_windows]
         if self.moved_ts is None or start < self.moved_ts:
@@ -112,6 +121,6 @@ class Relocation(msgspec.Struct, kw_only=True, omit_defaults=True):
         level = sorted(recent)[len(recent) // 2]
         tolerance = max(settings.rtt_floor_ms, settings.rtt_relative_floor * level)
         if max(recent) - min(recent) <= tolerance:
-            self.after_ms, self.level_ms = min(recent), level
+            self.after_ms, self.level_ms, self.ttl_after = min(recent), level, self.w_ttl
             self.settled_ts = start + settings.window_s
             self.moved_ts, self.after = None, []

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from migwatch.contract.records import Alert
+from pathlib import Path
+
+import pytest
+
+from migwatch.contract.config import load
+from migwatch.contract.labels import read_labels
+from migwatch.contract.records import Alert, RelocationEvidence
 from migwatch.detectors.target_group import TargetGroup
+from migwatch.replay import replay
 from migwatch_dev.synthetic import START_TS, Episode, generate
 
 AWAY_BACK_AWAY = [
@@ -47,7 +54,36 @@ def test_a_fast_move_far_away_is_confirmed_and_a_longer_route_alone_is_not() -> 
     assert {state for target, state, _ in states if target == "vm-2"} <= {"suspected", "cleared"}
 
 
+def test_a_move_behind_another_router_is_a_relocation_at_the_same_round_trip() -> None:
+    moved = Episode("migration", "vm-1", 600, copy_s=20, downtime_s=0.5)
+    alerts = _alerts([moved, Episode("ttl-change", "vm-1", moved.end)], ["vm-1"], 10.0)
+    where = next(a.migwatch.relocation for a in alerts if a.event.action == "vm-relocated")
+    assert isinstance(where, RelocationEvidence)
+    assert (where.ttl_before, where.ttl_after) == (64, 63) and abs(where.shift_ms) < 0.5
+
+
 def test_a_move_within_the_site_is_confirmed_without_a_relocation() -> None:
     alerts = _alerts([Episode("migration", "vm-1", 600, copy_s=20, downtime_s=0.5)], ["vm-1"], 10.0)
     assert any(a.migwatch.state == "confirmed" for a in alerts)
     assert not any(a.event.action == "vm-relocated" or a.migwatch.relocation for a in alerts)
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "deploy" / "dev" / "corpus"
+
+
+@pytest.mark.parametrize("pings", ["1000ms", "100ms"])
+def test_the_labs_moves_far_away_and_back_are_each_confirmed_and_located(pings: str) -> None:
+    """The emulated lab's recorded run (deploy/dev/corpus/relocated): two moves 15 ms away and two back, and
+    two 60 s reroutes of +15 ms."""
+    run = CORPUS / "relocated"
+    labels, config = read_labels(run / "labels.json"), load(run / f"config-{pings}.toml")
+    alerts = list(replay(run / f"trace-{pings}.jsonl.gz", config.detectors, quiet=True))
+    for move in labels.migrations:
+        mine = [a for a in alerts if move.start - 2 <= a.migwatch.detected_ts <= move.end + 120]
+        assert any(a.migwatch.state == "confirmed" for a in mine), (move, mine)
+        where = next(a.migwatch.relocation for a in mine if a.event.action == "vm-relocated")
+        assert isinstance(where, RelocationEvidence)
+        assert abs(abs(where.shift_ms) - 15.0) < 3.0 and abs(where.distance_km_max) > 1200
+    for reroute in labels.benign:
+        during = [a for a in alerts if reroute.start - 2 <= a.migwatch.detected_ts <= reroute.end + 120]
+        assert {a.migwatch.state for a in during} <= {"suspected", "cleared"}, during

@@ -1,0 +1,85 @@
+"""Confirmation delay at longer NTP intervals, on the lab corpus (issue #20 item 5).
+
+    python benchmarks/ntp_interval_delay.py [--corpus deploy/dev/corpus] [--intervals 10 30 64] [--phases 4]
+
+The corpus is recorded with NTP every 5 s. A guest whose NTP answers every N s sees a subset of those
+answers: per target, the first answer in each N-second slot of a grid shifted by a phase. Every migration
+run's traces are thinned that way (at ``--phases`` phases spread over N, to average out where the switch
+falls in the slot), replayed with the run's config, and scored as ``migwatch eval``: the delay of each
+detected migration after its end, and the recall, overall and per run. Pings are untouched. (Runs whose
+migrations follow each other closer than the NTP interval cannot tell them apart: two lags within one
+interval are one step.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+
+from migwatch.contract.config import load
+from migwatch.contract.labels import read_labels
+from migwatch.contract.records import ClockSample, Sample
+from migwatch.contract.trace import read_trace
+from migwatch.detectors.evaluate import score
+from migwatch.detectors.target_group import Directory, TargetGroup
+
+
+def thinned(samples: list[Sample], interval_s: float, phase_s: float) -> Iterator[Sample]:
+    """The samples with one NTP answer per target per ``interval_s`` slot (slots start at ``phase_s``)."""
+    slot_of: dict[str, int] = {}
+    for sample in samples:
+        if isinstance(sample, ClockSample):
+            slot = math.floor((sample.ts - phase_s) / interval_s)
+            if slot_of.get(sample.target) == slot:
+                continue
+            slot_of[sample.target] = slot
+        yield sample
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=Path("deploy/dev/corpus"))
+    parser.add_argument("--intervals", type=float, nargs="+", default=[5.0, 10.0, 30.0, 64.0])
+    parser.add_argument("--phases", type=int, default=4)
+    args = parser.parse_args()
+    runs = sorted(p.parent for p in args.corpus.glob("*/labels.json") if read_labels(p).migrations)
+    names = "  ".join(f"{run.name:>9}" for run in runs)
+    print(f"{'NTP every':>9} {'pings':>6} {'migrations':>10} {'recall':>6} {'delay median':>12} {'p95':>7} {'max':>7}"
+          f"   recall per run: {names}")  # fmt: skip
+    for interval in args.intervals:
+        for pings in ("1000ms", "100ms"):
+            delays: list[float] = []
+            found = total = 0
+            per_run: list[str] = []
+            for run in runs:
+                run_found = run_total = 0
+                labels = read_labels(run / "labels.json")
+                config = load(run / f"config-{pings}.toml")
+                samples = list(read_trace(run / f"trace-{pings}.jsonl.gz"))
+                if not samples:  # a run still being recorded
+                    continue
+                for k in range(args.phases):
+                    group = TargetGroup(config.detectors, "bench", Directory.of(config.targets, config.silences))
+                    phase = samples[0].ts + k * interval / args.phases
+                    alerts = [
+                        (a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts)
+                        for sample in thinned(samples, interval, phase)
+                        for a in group.update(sample)
+                    ]
+                    result = score(alerts, labels)
+                    run_found, run_total = run_found + result["detected"], run_total + result["migrations"]
+                    delays += [m["delay_s"] for m in result["per_migration"] if m["delay_s"] is not None]
+                found, total = found + run_found, total + run_total
+                per_run.append(f"{run_found / run_total:>9.2f}" if run_total else f"{'-':>9}")
+            ordered = sorted(delays)
+            p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else math.nan
+            median = statistics.median(ordered) if ordered else math.nan
+            print(f"{interval:>8g}s {pings:>6} {total:>10} {found / total:>6.2f} {median:>+11.1f}s {p95:>+6.1f}s "
+                  f"{max(ordered, default=math.nan):>+6.1f}s                   {'  '.join(per_run)}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
