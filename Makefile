@@ -14,6 +14,6 @@ setup:           ## install Debian and Python packages and fetch Kafka's jars
 kafka-stop:      ## stop the local Kafka started by demo or test
 	deploy/local/kafka stop
 
-lab-corpus:      ## record the lab's corpus with real QEMU migrations (about 25 min) and score it
+lab-corpus:      ## record the lab's corpus (QEMU and emulated migrations, about an hour) and score it
 	deploy/setup --runtime
 	migwatch lab corpus --out deploy/dev/corpus
