@@ -62,6 +62,7 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     common_tolerance: float = 0.25  # steps alike: within this share of each other (or 2 ms)
     # --- fusion
     clear_after_s: float = 120.0  # quiet event time after which an alerted target is cleared
+    renew_after_s: float = 10.0  # a lag this long after the one that confirmed an episode is another move
     host_window_s: float = 30.0  # a hypervisor pattern this close to the VM's corroborates it
     # The likelihood of an alert is its state's floor plus what corroborates it, up to the state's cap
     # (detectors/fusion.py, LIKELIHOOD): each sign in force adds its bonus.

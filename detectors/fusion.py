@@ -272,7 +272,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         once analysts have taught it (else None).
         """
         signs = Signs.read(ts, ping=ping, ttl=ttl, lag=lag, skew=skew, relocation=relocation, settings=settings)
-        renewed_after = self._renew_on_new_lag(signs)
+        renewed_after = self._renew_on_new_lag(signs, settings)
         level = signs.level()
         if level:
             self._track(signs.spans(), renewed_after)
@@ -317,13 +317,18 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.hosts_seen += [host for host in now.seen if host not in self.hosts_seen]
         return HostNames(self.source_host, self.destination_host, self.destination_allowed, tuple(self.hosts_seen))
 
-    def _renew_on_new_lag(self, signs: Signs) -> float | None:
-        """Another lag after the one that confirmed this episode: the VM moved again (there and back, say).
-        It opens an episode of its own, with its own alerts, instead of hiding in the first until it clears.
+    def _renew_on_new_lag(self, signs: Signs, settings: DetectorSettings) -> float | None:
+        """Another lag ``renew_after_s`` or more after the one that confirmed this episode: the VM moved again
+        (there and back, say). It opens an episode of its own, with its own alerts, instead of hiding in the
+        first until it clears; a lag sooner is the rest of the same stop, measured by an NTP answer during it.
         Returns the confirming lag's time when it did (evidence from before it belongs to the old episode)."""
-        renewed_after = self.confirmed_lag_ts
-        if renewed_after is None or not (
-            signs.lag_seen and self.level == Level.CONFIRMED and signs.lag.lag_ts != renewed_after
+        renewed_after, lag_ts = self.confirmed_lag_ts, signs.lag.lag_ts
+        if (
+            renewed_after is None
+            or lag_ts is None
+            or not (
+                signs.lag_seen and self.level == Level.CONFIRMED and lag_ts - renewed_after >= settings.renew_after_s
+            )
         ):
             return None
         self.level, self.first_ts, self.likelihood = Level.NONE, None, 0.0

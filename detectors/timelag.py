@@ -107,8 +107,7 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
             return False
         if (step >= 0 or abs(offset) < abs(reference) - abs(step) / 2) and abs(step) > self.threshold(delay, settings):
             # Up, or towards zero (the VM's NTP correcting): re-base on a clear move.
-            self.offsets, self.delays = [], []
-            self.rebased += 1
+            self._move_reference(offset)
         self._remember(sample.ts, offset, delay, settings)
         return True
 
@@ -126,12 +125,20 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
             self.common_mode_ts = self.pending_ts
         else:
             self.lag_ts, self.lag_ms = self.pending_ts, self.pending_step_ms
-        # Either way the offsets have a new level from here on; the path's delays have not changed.
+        # Either way the offsets have a new level from here on.
         assert self.pending_offset_ms is not None
-        self.offsets, self.good_ts = [self.pending_offset_ms], self.pending_ts
-        self.rebased += 1
+        self._move_reference(self.pending_offset_ms)
+        self.good_ts = self.pending_ts
         self.pending_ts = self.pending_offset_ms = self.pending_step_ms = None
         self.pending_vouched = False
+
+    def _move_reference(self, level: float) -> None:
+        """The offsets have a new level: the reference moves to it whole, keeping its spread and its count, so
+        that the next step is judged at once (at a 64 s NTP interval, learning a new reference would take
+        minutes: longer than between two moves there and back)."""
+        shift = level - statistics.median(self.offsets)
+        self.offsets = [offset + shift for offset in self.offsets]
+        self.rebased += 1
 
     def _remember(self, ts: float, offset: float, delay: float, settings: DetectorSettings) -> None:
         self.good_ts = ts

@@ -87,3 +87,15 @@ def test_the_labs_moves_far_away_and_back_are_each_confirmed_and_located(pings: 
     for reroute in labels.benign:
         during = [a for a in alerts if reroute.start - 2 <= a.migwatch.detected_ts <= reroute.end + 120]
         assert {a.migwatch.state for a in during} <= {"suspected", "cleared"}, during
+
+
+def test_at_a_64_s_ntp_interval_a_move_back_two_minutes_later_has_its_own_lag() -> None:
+    """After a lag the offsets' reference moves to the new level whole (its spread and count kept), so the
+    next answer can show the next lag: learning a new reference would take three answers, 192 s here."""
+    there_and_back = [
+        Episode("migration", "vm-1", 600, copy_s=10, downtime_s=0.4),
+        Episode("migration", "vm-1", 730, copy_s=10, downtime_s=0.6),
+    ]
+    alerts = _alerts(there_and_back, ["vm-1"], 64.0)
+    lags = [a.migwatch.evidence.time_lag_ms for a in alerts if a.migwatch.state == "confirmed"]
+    assert len(lags) == 2 and -450 < (lags[0] or 0) < -350 and -650 < (lags[1] or 0) < -450, lags
