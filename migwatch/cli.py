@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kafka.errors import KafkaError
 
@@ -22,8 +23,10 @@ from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.fields import FieldError
 from migwatch.contract.records import Target
 from migwatch.contract.topics import TopicNames
-from migwatch.detectors.target_group import Directory
 from migwatch.kafka_io.compacted import CompactedTopic
+
+if TYPE_CHECKING:
+    from migwatch.detectors.target_group import Directory
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -169,6 +172,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _detectors_of(path: str | None) -> tuple[DetectorSettings, Directory]:
     """The detector settings, targets and silences of a config file (the defaults and none without one)."""
+    from migwatch.detectors.target_group import Directory  # the detectors load river: only verbs that run them
+
     if path is None:
         return DEFAULTS, Directory()
     config = config_module.load(path)

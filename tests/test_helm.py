@@ -45,7 +45,7 @@ def test_every_rendered_object_is_valid() -> None:
     )  # fmt: skip
     kinds = sorted(obj["kind"] for obj in objects)
     assert kinds.count("Deployment") == 2  # a probe Deployment per site
-    assert kinds.count("KafkaTopic") == 6 and kinds.count("PodDisruptionBudget") == 2
+    assert kinds.count("KafkaTopic") == 8 and kinds.count("PodDisruptionBudget") == 2  # the 6 of the contract, ours
     assert {"StatefulSet", "Service", "ConfigMap", "NetworkPolicy", "ServiceMonitor"} <= set(kinds)
     for obj in objects:
         if obj["kind"] in OPERATOR_KINDS:  # CRDs: not in the Kubernetes schemas
@@ -55,6 +55,7 @@ def test_every_rendered_object_is_valid() -> None:
     topics = {obj["spec"]["topicName"]: obj["spec"]["config"]["cleanup.policy"] for obj in objects
               if obj["kind"] == "KafkaTopic"}  # fmt: skip
     assert topics["migwatch.targets"] == "compact" and topics["migwatch.ping"] == "delete"
+    assert topics["migwatch.silences"] == topics["migwatch.hosts"] == "compact"
 
 
 def test_pods_run_as_non_root_and_probes_get_only_net_raw() -> None:

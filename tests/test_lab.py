@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from migwatch.contract.labels import read_labels
+from migwatch_dev.lab.cli import CORPUS
 from migwatch_dev.lab.emulated_lab import EmulatedLab
 from migwatch_dev.lab.errors import LabError
 from migwatch_dev.lab.qemu_lab import QemuLab
@@ -61,9 +62,10 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
 
 
 def test_every_built_in_scenario_is_valid_for_its_lab() -> None:
-    assert {"ci", "fast", "shaped", "capped", "benign", "emulated"} <= set(scenario_names())
+    assert {"ci", "fast", "shaped", "capped", "benign", "emulated", "relocated", "same-site"} <= set(scenario_names())
+    emulated = {"emulated"} | {name for name, mode in CORPUS.items() if mode == "emulated"}
     for name in scenario_names():
-        load(name, EmulatedLab if name == "emulated" else QemuLab)
+        load(name, EmulatedLab if name in emulated else QemuLab)
 
 
 @pytest.mark.parametrize(
