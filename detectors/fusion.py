@@ -245,10 +245,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
     relocated_ts: float | None = None  # the settled relocation already told (vm-relocated)
     # The hypervisors the episode was seen leaving and entering: a host's pattern ends with the copy, the
     # clock lag that confirms the move may come later.
-    source_host: str | None = None
-    destination_host: str | None = None
-    destination_allowed: bool | None = None
-    hosts_seen: list[str] = []
+    hosts: HostNames = NO_HOSTS
 
     def assess(
         self,
@@ -302,20 +299,20 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
             )
             self.level, self.first_ts, self.last_ts, self.likelihood = Level.NONE, None, None, 0.0
             self.confirmed_lag_ts = self.relocated_ts = None
-            self.source_host = self.destination_host = self.destination_allowed = None
-            self.hosts_seen = []
+            self.hosts = NO_HOSTS
             return [alert]
         return []
 
     def _episode_hosts(self, now: HostNames) -> HostNames:
         """The hosts named in this episode so far: the source as first named, the destination and whether it
         was allowed as last known (a settled round trip comes after the stream), every host that showed it."""
-        self.source_host = self.source_host or now.source
-        self.destination_host = now.destination or self.destination_host
-        if now.destination_allowed is not None:
-            self.destination_allowed = now.destination_allowed
-        self.hosts_seen += [host for host in now.seen if host not in self.hosts_seen]
-        return HostNames(self.source_host, self.destination_host, self.destination_allowed, tuple(self.hosts_seen))
+        known = self.hosts
+        allowed = now.destination_allowed if now.destination_allowed is not None else known.destination_allowed
+        self.hosts = HostNames(
+            known.source or now.source, now.destination or known.destination, allowed,
+            known.seen + tuple(host for host in now.seen if host not in known.seen),
+        )  # fmt: skip
+        return self.hosts
 
     def _renew_on_new_lag(self, signs: Signs, settings: DetectorSettings) -> float | None:
         """Another lag ``renew_after_s`` or more after the one that confirmed this episode: the VM moved again
@@ -332,8 +329,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         ):
             return None
         self.level, self.first_ts, self.likelihood = Level.NONE, None, 0.0
-        self.source_host = self.destination_host = self.destination_allowed = None
-        self.hosts_seen = []
+        self.hosts = NO_HOSTS
         return renewed_after
 
     def _track(self, spans: list[tuple[float, float]], renewed_after: float | None) -> None:

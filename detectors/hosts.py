@@ -36,13 +36,15 @@ another worker's report):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from migwatch.contract.records import HostView
 
 
-@dataclass(frozen=True)
-class HostNames:
+class HostNames(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The hypervisors of a move, as far as they are known (a fusion keeps its episode's in its state)."""
+
     source: str | None = None
     destination: str | None = None
     destination_allowed: bool | None = None

@@ -112,9 +112,9 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             settings=settings,
         )
         fusion = self.fusion
-        if fusion.level == Level.CONFIRMED and fusion.source_host is not None:
+        if fusion.level == Level.CONFIRMED and fusion.hosts.source is not None:
             # It left that host; where it went is known once a host or its settled round trip names it.
-            self.last_host = fusion.destination_host
+            self.last_host = fusion.hosts.destination
         if context is not None:
             for alert in alerts:
                 context.remember_alert(alert)
@@ -140,12 +140,11 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         lag = self.lag
         if lag.pending_ts is None or lag.pending_step_ms is None:
             return
-        # A probe that watches its own clock has taken its steps out already: nothing to wait for.
-        asked = context is not None and not lag.pending_vouched
-        wait = context.lag_wait_s() if asked and context is not None else 0.0
-        if ts < lag.pending_ts + wait:
+        # A probe that watches its own clock has taken its steps out already: no group to ask, nothing to wait for.
+        group = None if lag.pending_vouched else context
+        if group is not None and ts < lag.pending_ts + group.lag_wait_s():
             return
-        common = asked and context is not None and context.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
+        common = group is not None and group.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
         before = lag.good_ts if lag.good_ts is not None else lag.pending_ts
         lag.resolve(common_mode=common)
         self.skew.reset()
