@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from migwatch.contract.codec import decode, encode
 from migwatch.contract.config import KafkaSettings
@@ -21,6 +21,16 @@ from migwatch.contract.fields import FieldError
 from migwatch.kafka_io import clients
 
 R = TypeVar("R")
+
+
+def from_the_start(
+    consumer: KafkaConsumer, topics: list[str]
+) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
+    """Assign every partition of ``topics`` from its first message; the partitions and their ends as of now."""
+    partitions = [TopicPartition(name, p) for name in topics for p in sorted(consumer.partitions_for_topic(name) or [])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    return partitions, consumer.end_offsets(partitions)
 
 
 class CompactedTopic(Generic[R]):
@@ -52,14 +62,9 @@ class CompactedTopic(Generic[R]):
         """The records in force now by key, and one line per record that could not be used."""
         consumer = clients.consumer(self.settings, enable_auto_commit=False)
         try:
-            partitions = [
-                TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [])
-            ]
+            partitions, ends = from_the_start(consumer, [self.topic])
             if not partitions:
                 raise FieldError(f"topic {self.topic} does not exist on {self.settings.bootstrap}")
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            ends = consumer.end_offsets(partitions)
             table: dict[str, R] = {}
             problems: list[str] = []
             deadline = time.monotonic() + timeout_s

@@ -14,12 +14,11 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from migwatch.contract.config import KafkaSettings
 from migwatch.kafka_io import clients
-from migwatch.kafka_io.compacted import CompactedTopic
+from migwatch.kafka_io.compacted import CompactedTopic, from_the_start
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +83,7 @@ class CompactedFollower:
                 consumer.close()
 
     def _follow(self, consumer: Any) -> None:
-        partitions = [
-            TopicPartition(name, p) for name in self.topics for p in sorted(consumer.partitions_for_topic(name) or [])
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
+        partitions, ends = from_the_start(consumer, list(self.topics))
         # Read from the start into fresh tables; they replace the live ones once read to the end (a topic
         # read again after a broker error may have lost keys meanwhile).
         fresh: dict[str, dict[str, Any]] = {name: {} for name in self.topics}

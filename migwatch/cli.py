@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from kafka.errors import KafkaError
 
 from migwatch import silence_admin
+from migwatch.compacted_listing import show
 from migwatch.contract import config as config_module
 from migwatch.contract.codec import encode, to_builtins
 from migwatch.contract.config import KafkaSettings
@@ -151,12 +152,7 @@ def _targets(args: argparse.Namespace) -> int:
         count = topic.remove(args.ids)
         print(f"removed {count} targets from {settings.kafka.topic_prefix}targets")
     else:
-        targets, problems = topic.read()
-        for _, target in sorted(targets.items()):
-            print(encode(target).decode())
-        for problem in problems:
-            print(f"migwatch targets: skipped a bad record: {problem}", file=sys.stderr)
-        print(f"{len(targets)} targets in force", file=sys.stderr)
+        show(topic, "targets", lambda target: target.id)
     return 0
 
 

@@ -10,12 +10,12 @@ migwatch silences remove --config c.toml patch-tue
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import msgspec
 
+from migwatch.compacted_listing import show
 from migwatch.contract import config as config_module
 from migwatch.contract.codec import encode
 from migwatch.contract.config import KafkaSettings
@@ -66,12 +66,7 @@ def main(args: argparse.Namespace) -> int:
         windows = [window for name in args.names for window in _planned(Path(name))]
         print(f"imported {topic.put(windows)} planned moves into {topic.topic}")
     else:
-        table, problems = topic.read()
-        for silence in sorted(table.values(), key=lambda s: (s.start, s.id)):
-            print(encode(silence).decode())
-        for problem in problems:
-            print(f"migwatch silences: skipped a bad record: {problem}", file=sys.stderr)
-        print(f"{len(table)} silences in force", file=sys.stderr)
+        show(topic, "silences", lambda silence: (silence.start, silence.id))
     return 0
 
 

@@ -9,13 +9,16 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from migwatch.contract.codec import encode
+from migwatch.contract.records import PingSample, Sample
+from migwatch.contract.topics import TopicNames
 from migwatch_dev.lab.processes import stop
 from tests.conftest import free_port_pair
 
@@ -100,6 +103,18 @@ def worker_env(bootstrap: str, prefix: str, partitions: int, folder: Path, app_i
         "MIGWATCH_KAFKA_TOPIC_PREFIX": prefix, "MIGWATCH_KAFKA_PARTITIONS": str(partitions),
         "MIGWATCH_WORKER_APP_ID": app_id,
     }  # fmt: skip
+
+
+def produce(bootstrap: str, names: TopicNames, samples: Iterable[Sample]) -> None:
+    """Each sample on its topic (ping or ntp), keyed by its target, all acknowledged before this returns."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    try:
+        for sample in samples:
+            topic = names.ping if isinstance(sample, PingSample) else names.ntp
+            producer.send(topic, key=sample.target.encode(), value=encode(sample))
+        producer.flush()
+    finally:
+        producer.close()
 
 
 def read_all(bootstrap: str, topic: str, partitions: int) -> list[Any]:

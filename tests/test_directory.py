@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import msgspec
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient
 
-from migwatch.contract.codec import decode, encode
+from migwatch.contract.codec import decode
 from migwatch.contract.config import KafkaSettings
 from migwatch.contract.records import Alert, HostView, PingSample, Target
 from migwatch.contract.silences import Silence
@@ -27,7 +27,7 @@ from migwatch.kafka_io.compacted_follower import CompactedFollower
 from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.synthetic import START_TS, Episode, generate
 from tests.processes import wait_for
-from tests.stream_workers import StreamWorker, read_all, worker_env
+from tests.stream_workers import StreamWorker, produce, read_all, worker_env
 from tests.test_streams import PARTITIONS, _browse, counted, partition_of
 
 pytestmark = pytest.mark.kafka
@@ -94,12 +94,7 @@ def directed(
     added = _migwatch(env, "silences", "add", "--config", env["CONFIG"], "--id", window.id, "--target", "web-b",
                       "--start", str(window.start), "--end", str(window.end), "--reason", "patching")  # fmt: skip
     assert added.returncode == 0, added.stderr
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
-    for sample in samples:
-        producer.send(names.ping if isinstance(sample, PingSample) else names.ntp, key=sample.target.encode(),
-                      value=encode(sample))  # fmt: skip
-    producer.flush()
-    producer.close()
+    produce(kafka_bootstrap, names, samples)
     # One batch: the whole trace in ts order, as a replay sees it.
     worker = StreamWorker(env, "dir-1", folder, batch_size="100000", batch_within_s="10.0")
     try:

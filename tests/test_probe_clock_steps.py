@@ -9,16 +9,16 @@ from collections.abc import Sequence
 
 import msgspec
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient
 
-from migwatch.contract.codec import decode, encode
-from migwatch.contract.records import Alert, ClockSample, PingSample, Sample
+from migwatch.contract.codec import decode
+from migwatch.contract.records import Alert, ClockSample, Sample
 from migwatch.contract.topics import TopicNames
 from migwatch.detectors.target_group import TargetGroup
 from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.synthetic import START_TS, Episode, generate
 from tests.processes import wait_for
-from tests.stream_workers import StreamWorker, read_all, worker_env
+from tests.stream_workers import StreamWorker, produce, read_all, worker_env
 from tests.test_streams import PARTITIONS, counted, partition_of
 
 FLEET = ["vm-1", "vm-2", "vm-3", "vm-6", "vm-9", "vm-10"]  # over 3 of the 4 partitions
@@ -80,12 +80,7 @@ def test_in_the_worker_the_step_raises_nothing_across_partitions_and_the_alerts_
     folder = tmp_path_factory.mktemp("steps")
     names = TopicNames(f"steps-{uuid.uuid4().hex[:6]}.")
     ensure_topics(kafka_admin, names.prefix, PARTITIONS)
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
-    for sample in samples:
-        producer.send(names.ping if isinstance(sample, PingSample) else names.ntp, key=sample.target.encode(),
-                      value=encode(sample))  # fmt: skip
-    producer.flush()
-    producer.close()
+    produce(kafka_bootstrap, names, samples)
     env = worker_env(kafka_bootstrap, names.prefix, PARTITIONS, folder, f"steps-{uuid.uuid4().hex[:6]}")
     # One batch, in ts order as a replay: a backlog read in smaller batches reaches the worker with the ping
     # and NTP topics at different event times (see the closing note of issue #20).
