@@ -92,10 +92,6 @@ class TargetGroup:
         self.classifier = FeedbackClassifier()
         self.alerts: OrderedDict[str, dict[str, float]] = OrderedDict()
 
-    def forget(self, target_id: str) -> None:
-        self.detectors.pop(target_id, None)
-        self.common.clock_ts.pop(target_id, None)
-
     def update(self, sample: PingSample | ClockSample) -> list[Alert]:
         detector = self.detectors.get(sample.target)
         if detector is None:

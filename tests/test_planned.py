@@ -3,6 +3,8 @@ move outside it, or one that relocates the VM, keeps its full severity."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,22 @@ def test_a_lab_migration_in_a_window_is_expected_and_the_same_moves_outside_it_a
         ("unexpected", 4), ("expected", 1), ("unexpected", 4), ("unexpected", 4)
     ]  # fmt: skip
     assert confirmed[1].migwatch.window == "move-2" and window.start <= confirmed[1].migwatch.detected_ts <= window.end
+
+
+def test_bad_windows_and_planned_moves_are_refused_naming_the_field(tmp_path: Path) -> None:
+    """Checked before anything is sent: no broker is needed to be told what is wrong."""
+    config = tmp_path / "c.toml"
+    config.write_text("[kafka]\n")
+    moves = tmp_path / "moves.jsonl"
+    moves.write_text('{"target": "web-01", "to": "hv-2", "window": {"start": 100, "end": 200}}\n'
+                     '{"target": "web-02", "window": {"start": "2026-12-08T22:00:00", "end": 200}}\n')  # fmt: skip
+    cases = [
+        (["add", "--id", "w", "--target", "web-01"], "--end/--duration: give exactly one, got None and None"),
+        (["add", "--id", "w", "--duration", "60", "--label", "tier"], "--label: must be KEY=VALUE, got 'tier'"),
+        (["add", "--id", "w", "--end", "50", "--start", "100", "--site", "fra-1"], "end: must be after start"),
+        (["import", str(moves)], f"{moves}:2: window.start: must name its time zone (Z or +hh:mm)"),
+    ]
+    for args, message in cases:
+        result = subprocess.run([sys.executable, "-m", "migwatch.cli", "silences", *args, "--config", str(config)],
+                                capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
