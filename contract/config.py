@@ -237,6 +237,26 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
         return int(self.chart_history_s // self.chart_window_s)
 
 
+class LogSettings(_Section, kw_only=True, forbid_unknown_fields=True):
+    """``[logging]``: the processes' own logs, as text or as ECS JSON for the SIEM (see migwatch.contract.logs)."""
+
+    format: Literal["text", "ecs"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "warning"
+
+
+class AlertLinks(_Section, kw_only=True, forbid_unknown_fields=True):
+    """``[alerts]``: links an alert carries for the analyst (ECS ``event.url``/``reference``, ``rule.reference``)."""
+
+    public_url: str = ""  # the fleet page as analysts reach it: event.url and event.reference open the VM there
+    runbook_url: str = ""  # what to do about a migration alert: rule.reference
+
+    def __post_init__(self) -> None:
+        for name in ("public_url", "runbook_url"):
+            value = getattr(self, name)
+            if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+                raise FieldError(f"{name}: must be an http:// or https:// URL, got {value!r}")
+
+
 class ConfigTarget(Target, kw_only=True, forbid_unknown_fields=True):
     """A Target as written in the config file, where an unknown key is an error (on Kafka it is ignored)."""
 
@@ -250,6 +270,8 @@ class Config(_Section, kw_only=True, forbid_unknown_fields=True):
     probe: ProbeSettings = msgspec.field(default_factory=ProbeSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     detectors: DetectorSettings = DETECTOR_DEFAULTS
+    alerts: AlertLinks = msgspec.field(default_factory=AlertLinks)
+    logging: LogSettings = msgspec.field(default_factory=LogSettings)
     targets: list[ConfigTarget] = []
     silences: list[ConfigSilence] = []
 

@@ -64,6 +64,9 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     clear_after_s: float = 120.0  # quiet event time after which an alerted target is cleared
     renew_after_s: float = 10.0  # a lag this long after the one that confirmed an episode is another move
     host_window_s: float = 30.0  # a hypervisor pattern this close to the VM's corroborates it
+    # A VM that answered no ping and no NTP query for this long while the probe kept asking has vanished
+    # (vm-silent): longer than a reboot's usual outage, far longer than a live migration's.
+    silent_after_s: float = 120.0
     # The likelihood of an alert is its state's floor plus what corroborates it, up to the state's cap
     # (detectors/fusion.py, LIKELIHOOD): each sign in force adds its bonus.
     bonus_pattern: float = 0.05  # the ping pattern

@@ -14,7 +14,7 @@ import functools
 import ipaddress
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -77,15 +77,25 @@ def check_timestamp(name: str, value: float) -> None:
     check_number(name, value, low=0.0, high=MAX_TS)
 
 
+def is_ip(value: str) -> bool:
+    """True for an IPv4 or IPv6 address (not a host name).
+
+    >>> is_ip("192.0.2.10"), is_ip("2001:db8::1"), is_ip("web-01.example")
+    (True, True, False)
+    """
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 # Every sample repeats its target's address: parsing it once per address keeps decoding fast.
 @functools.lru_cache(maxsize=65_536)
 def is_address(value: str) -> bool:
     """True for an IPv4/IPv6 address or a DNS host name (RFC 1123), which the probe resolves itself."""
-    try:
-        ipaddress.ip_address(value)
+    if is_ip(value):
         return True
-    except ValueError:
-        pass
     name = value[:-1] if value.endswith(".") else value
     labels = name.split(".")
     if not name or len(name) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
@@ -97,6 +107,15 @@ def is_address(value: str) -> bool:
 def check_address(name: str, value: str) -> None:
     if not is_address(value):
         fail(name, "must be an IPv4/IPv6 address or a host name", value)
+
+
+def iso(ts: float) -> str:
+    """UNIX seconds as the ISO 8601 UTC time ECS wants (milliseconds, ``Z``).
+
+    >>> iso(1764180000.1234)
+    '2025-11-26T18:00:00.123Z'
+    """
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def check_iso_time(name: str, value: str) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.metadata
 from typing import Literal
 
 import msgspec
@@ -46,6 +47,7 @@ from migwatch.contract.fields import (
     fail,
     is_address,
     is_identifier,
+    is_ip,
 )
 
 SCHEMA_VERSION = 1
@@ -63,7 +65,8 @@ Phase = Literal["memory-copy", "stop-and-copy", "switched"]
 NtpError = Literal["timeout", "refused", "unsynchronized", "invalid"]
 # event.action: a move (its states rise suspected -> likely -> confirmed), and, once the moved VM's round
 # trip has settled at a level beyond the noise from the old one, where it went (issue #21).
-AlertAction = Literal["vm-live-migration", "vm-relocated"]
+# A VM that stopped answering ping and NTP altogether is told apart (issue #19): a stolen VM may simply vanish.
+AlertAction = Literal["vm-live-migration", "vm-relocated", "vm-silent"]
 # migwatch.outcome: inside a declared maintenance window between allowed hosts, or not.
 Outcome = Literal["expected", "unexpected"]
 FeedbackLabel = Literal["migration", "benign"]
@@ -267,10 +270,23 @@ class RelocationEvidence(Record, kw_only=True):
         check_timestamp("settled_ts", self.settled_ts)
 
 
+# The Alert's own version (``migwatch.v``): 2 since issue #19 made it ECS-valid (ecs.version, message, rule.id,
+# related, host.ip only for addresses). A reader of version 1 alerts finds every field it knew where it was.
+ALERT_VERSION = 2
+try:  # observer.version: the migwatch release that raised an alert
+    PRODUCT_VERSION = importlib.metadata.version("migwatch")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    PRODUCT_VERSION = "unknown"
+# The ECS release whose field definitions the alerts follow (tests check every field against its list).
+ECS_VERSION = "8.17.0"
+
+
 class AlertDetail(Record, kw_only=True):
     """The ``migwatch`` part of an Alert: our own fields, beside the ECS ones."""
 
+    v: int = ALERT_VERSION
     target: Identifier
+    address: str | msgspec.UnsetType = msgspec.UNSET  # as the target's record has it: an IP or a DNS name
     state: AlertState
     likelihood: Probability
     phase: Phase | None = None
@@ -284,8 +300,11 @@ class AlertDetail(Record, kw_only=True):
     outcome: Outcome | msgspec.UnsetType = msgspec.UNSET
     window: str | msgspec.UnsetType = msgspec.UNSET
     allowed_hosts: list[str] | msgspec.UnsetType = msgspec.UNSET
+    silent_s: float | msgspec.UnsetType = msgspec.UNSET  # vm-silent: how long no ping or NTP query was answered
 
     def __post_init__(self) -> None:
+        if not 1 <= self.v <= ALERT_VERSION:
+            fail("v", f"unsupported alert version (this reader knows 1 to {ALERT_VERSION})", self.v)
         check_identifier("target", self.target)
         check_number("likelihood", self.likelihood, low=0.0, high=1.0)
         check_timestamp("detected_ts", self.detected_ts)
@@ -294,7 +313,10 @@ class AlertDetail(Record, kw_only=True):
 
 
 class AlertEvent(Record, kw_only=True):
-    """ECS ``event``."""
+    """ECS ``event``. ``risk_score`` is the detectors' likelihood on its own 0-1 scale, ``risk_score_norm`` the
+    same on ECS's 0-100; ``url`` and ``reference`` open the VM on the fleet page (when its public URL is
+    configured; the runbook is ``rule.reference``); ``created`` is when the alert was made (wall clock),
+    ``@timestamp`` when it was detected."""
 
     kind: Literal["alert"] = "alert"
     category: list[str] = msgspec.field(default_factory=lambda: ["host"])
@@ -305,6 +327,9 @@ class AlertEvent(Record, kw_only=True):
     risk_score: Score
     risk_score_norm: Score
     start: IsoTime | None = None
+    created: IsoTime | msgspec.UnsetType = msgspec.UNSET
+    url: str | msgspec.UnsetType = msgspec.UNSET
+    reference: str | msgspec.UnsetType = msgspec.UNSET
     dataset: str = "migwatch.alerts"
     module: str = "migwatch"
 
@@ -317,37 +342,70 @@ class AlertEvent(Record, kw_only=True):
         check_number("risk_score_norm", self.risk_score_norm, low=0.0, high=100.0)
         if self.start is not None:
             check_iso_time("start", self.start)
+        if self.created is not msgspec.UNSET:
+            check_iso_time("created", self.created)
 
 
 class AlertHost(Record, kw_only=True):
-    """ECS ``host``: the watched VM."""
+    """ECS ``host``: the watched VM (``type: vm``) or hypervisor (``type: hypervisor``). ``ip`` only when the
+    target's address is an IP address (ECS maps it as ``ip``: a DNS name there makes a SIEM reject the
+    document); a DNS name is ``hostname``."""
 
     name: NonEmpty
-    ip: list[str] = []
+    ip: list[str] | msgspec.UnsetType = msgspec.UNSET
+    hostname: str | msgspec.UnsetType = msgspec.UNSET
+    type: str | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if self.ip is not msgspec.UNSET:
+            for value in self.ip:
+                if not is_ip(value):
+                    fail("host.ip", "must be an IP address (a host name goes in host.hostname)", value)
 
 
 class AlertObserver(Record, kw_only=True):
     """ECS ``observer``: the migwatch process that raised the alert."""
 
     name: NonEmpty
-    vendor: str = "migwatch"
+    product: str = "migwatch"
+    version: str | msgspec.UnsetType = msgspec.UNSET
     type: str = "monitor"
 
 
 class AlertRule(Record, kw_only=True):
-    """ECS ``rule``."""
+    """ECS ``rule``: the detector rule that fired (see :mod:`migwatch.detectors.alert_text`)."""
 
+    id: str | msgspec.UnsetType = msgspec.UNSET
     name: str = "hybrid-ping-ntp"
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    reference: str | msgspec.UnsetType = msgspec.UNSET  # the runbook, when configured
+    ruleset: str = "migwatch"
+
+
+class AlertRelated(Record, kw_only=True):
+    """ECS ``related``: every host named in the alert (the target, its hypervisors) and its IP, to pivot on."""
+
+    hosts: list[str] = []
+    ip: list[str] | msgspec.UnsetType = msgspec.UNSET
+
+
+class AlertEcs(Record, kw_only=True):
+    """ECS ``ecs``: the ECS version the alert follows."""
+
+    version: str = ECS_VERSION
 
 
 class Alert(Record, kw_only=True):
     """An event for the SIEM, in Elastic Common Schema field names with ours under ``migwatch``."""
 
     timestamp: IsoTime = msgspec.field(name="@timestamp")
+    ecs: AlertEcs = msgspec.field(default_factory=AlertEcs)
+    message: str | msgspec.UnsetType = msgspec.UNSET  # one line a person reads in the SIEM's event list
     event: AlertEvent
     host: AlertHost
     observer: AlertObserver
     rule: AlertRule = msgspec.field(default_factory=AlertRule)
+    related: AlertRelated | msgspec.UnsetType = msgspec.UNSET
     # ECS ``labels``: the watched target's own labels (its Target record's), for SIEM rules and filters.
     labels: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
     migwatch: AlertDetail

@@ -20,12 +20,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import IntEnum
 
 import msgspec
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
+from migwatch.contract.fields import is_ip, iso
 from migwatch.contract.records import (
     Alert,
     AlertDetail,
@@ -70,11 +70,6 @@ LIKELIHOOD = {Level.SUSPECTED: (0.35, 0.6), Level.LIKELY: (0.75, 0.89), Level.CO
 CALIBRATED_FLOOR = {Level.SUSPECTED: 0.05, Level.LIKELY: 0.5, Level.CONFIRMED: 0.92}
 # Fixed namespace: the same alert gets the same event.id in every process and every replay.
 EVENT_NAMESPACE = uuid.UUID("6f1d3f1e-8a43-5c1b-9d3e-6d6967776174")
-
-
-def iso(ts: float) -> str:
-    """UNIX seconds as the ISO 8601 UTC time ECS wants (milliseconds, ``Z``)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _within(ts: float, seen: float | None, recent: float) -> bool:
@@ -342,35 +337,65 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         self, state: str, ts: float, identity: tuple[str, str, str], phase: str | None, evidence: Evidence,
         *, signs: Signs | None, action: str = "vm-live-migration",
     ) -> Alert:  # fmt: skip
-        target, address, observer = identity
+        target = identity[0]
         assert self.first_ts is not None
         # The first alerts of a kind keep their earlier ids: a SIEM that saw them drops them as repeats.
         kind = state if action == "vm-live-migration" else f"{state}|{action}"
         event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{target}|{self.first_ts!r}|{kind}"))
         self.last_alert = event_id
-        risk = 0.0 if state == "cleared" else round(100 * self.likelihood, 1)
         where = signs.where() if signs is not None else None
         # Where a VM went beyond the noise is worth one more step of severity than that it moved.
         severity = min(4, SEVERITY[state] + (where is not None))
-        detail = AlertDetail(
-            target=target,
-            state=state,  # type: ignore[arg-type]
-            likelihood=round(self.likelihood, 3),
-            phase=phase,  # type: ignore[arg-type]
-            detected_ts=ts,
-            first_evidence_ts=self.first_ts,
-            evidence=evidence,
-        )
-        if where is not None:
-            detail.relocation = where
-        event = AlertEvent(
-            action=action,  # type: ignore[arg-type]
-            id=event_id, severity=severity, risk_score=risk, risk_score_norm=risk, start=iso(self.first_ts),
+        alert = make_alert(
+            state, ts, identity, event_id=event_id, severity=severity,
+            likelihood=self.likelihood, first_ts=self.first_ts, phase=phase,
+            evidence=evidence, action=action,
         )  # fmt: skip
-        return Alert(
-            timestamp=iso(ts),
-            event=event,
-            host=AlertHost(name=target, ip=[address]),
-            observer=AlertObserver(name=observer),
-            migwatch=detail,
-        )
+        if where is not None:
+            alert.migwatch.relocation = where
+        return alert
+
+
+def silence_alert(
+    what: str, ts: float, identity: tuple[str, str, str], *, answered_ts: float, silent_s: float, baseline: float | None
+) -> Alert:
+    """The ``vm-silent`` alert of a VM that stopped answering (``what`` = ``silent``), or its ``cleared`` when
+    it answers again (``answers``); see :mod:`~migwatch.detectors.vanished`. Not a migration state: it stays
+    ``suspected`` (a vanished VM may have moved, or just stopped), at severity 3 — a SOC wants to know."""
+    state = "suspected" if what == "silent" else "cleared"
+    event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{identity[0]}|{answered_ts!r}|{state}|vm-silent"))
+    alert = make_alert(
+        state, ts, identity, event_id=event_id, severity=3 if state == "suspected" else 1,
+        likelihood=LIKELIHOOD[Level.SUSPECTED][0], first_ts=answered_ts,
+        phase=None, evidence=Evidence(rtt_baseline_ms=baseline), action="vm-silent",
+    )  # fmt: skip
+    alert.migwatch.silent_s = silent_s
+    return alert
+
+
+def make_alert(
+    state: str, ts: float, identity: tuple[str, str, str], *, event_id: str, severity: int, likelihood: float,
+    first_ts: float, phase: str | None, evidence: Evidence, action: str,
+) -> Alert:  # fmt: skip
+    """An alert as the detectors know it; :mod:`~migwatch.detectors.alert_text` adds what a SIEM reads."""
+    target, address, observer = identity
+    likelihood = round(likelihood, 3)
+    risk = 0.0 if state == "cleared" else likelihood  # a cleared alert says the risk is over
+    detail = AlertDetail(
+        target=target,
+        address=address,
+        state=state,  # type: ignore[arg-type]
+        likelihood=likelihood,
+        phase=phase,  # type: ignore[arg-type]
+        detected_ts=ts,
+        first_evidence_ts=first_ts,
+        evidence=evidence,
+    )
+    event = AlertEvent(
+        type=["end"] if state == "cleared" else ["change"],
+        action=action,  # type: ignore[arg-type]
+        id=event_id, severity=severity, risk_score=risk, risk_score_norm=round(100 * risk, 1),
+        start=iso(first_ts),
+    )  # fmt: skip
+    host = AlertHost(name=target, ip=[address]) if is_ip(address) else AlertHost(name=target, hostname=address)
+    return Alert(timestamp=iso(ts), event=event, host=host, observer=AlertObserver(name=observer), migwatch=detail)

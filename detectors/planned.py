@@ -1,7 +1,8 @@
 """Planned migrations: a migration alert inside a maintenance window of its target is expected.
 
 An alert whose target a :class:`~migwatch.contract.silences.Silence` covers at its ``detected_ts`` gets
-``migwatch.outcome: expected``, the window's id, severity 1 and ECS ``event.type: [change, allowed]`` —
+``migwatch.outcome: expected``, the window's id and severity 1 (ECS's ``event.type: allowed`` is not one a
+``host`` event may carry, so the outcome says it) —
 unless the move went where it may not: a destination that is not allowed, not the window's planned one
 (``to_hosts``), or a relocation to another round trip. Those, and every migration alert outside a window,
 are ``unexpected`` and keep their severity.
@@ -13,8 +14,8 @@ are ``unexpected`` and keep their severity.
     ...               observer=AlertObserver(name="w"),
     ...               migwatch=AlertDetail(target="web-01", state="confirmed", likelihood=0.97, detected_ts=1000.0))
     >>> judge(alert, None, [Silence(id="night", start=900.0, end=4500.0, targets=["web-01"])])
-    >>> alert.migwatch.outcome, alert.migwatch.window, alert.event.severity, alert.event.type
-    ('expected', 'night', 1, ['change', 'allowed'])
+    >>> alert.migwatch.outcome, alert.migwatch.window, alert.event.severity
+    ('expected', 'night', 1)
 """
 
 from __future__ import annotations
@@ -50,4 +51,3 @@ def judge(alert: Alert, record: Target | None, silences: Iterable[Silence]) -> N
         return
     detail.outcome = "expected"
     alert.event.severity = 1
-    alert.event.type = ["change", "allowed"]

@@ -29,7 +29,7 @@ import msgspec
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.records import Alert, ClockSample, PingSample
-from migwatch.detectors.fusion import Fusion, Level
+from migwatch.detectors.fusion import Fusion, Level, silence_alert
 from migwatch.detectors.hosts import NO_HOSTS, HostNames
 from migwatch.detectors.learners import squash
 from migwatch.detectors.ping import PingHeuristic
@@ -37,6 +37,7 @@ from migwatch.detectors.relocation import Relocation
 from migwatch.detectors.skew import ClockSkew
 from migwatch.detectors.timelag import TimeLag
 from migwatch.detectors.ttl import TtlChange
+from migwatch.detectors.vanished import Vanished
 
 
 class FleetContext(Protocol):
@@ -72,6 +73,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     skew: ClockSkew = msgspec.field(default_factory=ClockSkew)
     relocation: Relocation = msgspec.field(default_factory=Relocation)
     fusion: Fusion = msgspec.field(default_factory=Fusion)
+    vanished: Vanished = msgspec.field(default_factory=Vanished)
     last_host: str | None = None  # the hypervisor the VM moved to last, when its pings named it
     learner_score: float | None = None  # the highest window score of late
     learner_ts: float | None = None
@@ -93,14 +95,18 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         else:
             self._clock(sample, settings, context)
         self._resolve_lag(ts, context)
-        if self.fusion.level == Level.NONE and self._quiet(ts, settings):
-            return []  # most samples of most targets: nothing for the fusion to weigh
-        hosts = self._host_names(ts, context) if context is not None else NO_HOSTS
         observer = context.observer if context is not None else "migwatch"
+        identity = (self.target, self.address, observer)
+        since = self.vanished.answered_ts  # the silence's start, before an answer ends it
+        gone = self.vanished.update(sample, settings.silent_after_s)
+        alerts = [] if gone is None or since is None else [self._silence_alert(gone, ts, since, identity)]
+        if self.fusion.level == Level.NONE and self._quiet(ts, settings):
+            return self._remembered(alerts, context)  # most samples of most targets: nothing for the fusion
+        hosts = self._host_names(ts, context) if context is not None else NO_HOSTS
         recent = self.learner_ts is not None and ts - self.learner_ts <= settings.episode_gap_s
-        alerts = self.fusion.assess(
+        alerts += self.fusion.assess(
             ts,
-            identity=(self.target, self.address, observer),
+            identity=identity,
             ping=self.ping,
             ttl=self.ttl,
             lag=self.lag,
@@ -115,10 +121,19 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         if fusion.level == Level.CONFIRMED and fusion.hosts.source is not None:
             # It left that host; where it went is known once a host or its settled round trip names it.
             self.last_host = fusion.hosts.destination
+        return self._remembered(alerts, context)
+
+    @staticmethod
+    def _remembered(alerts: list[Alert], context: FleetContext | None) -> list[Alert]:
         if context is not None:
             for alert in alerts:
                 context.remember_alert(alert)
         return alerts
+
+    def _silence_alert(self, what: str, ts: float, since: float, identity: tuple[str, str, str]) -> Alert:
+        return silence_alert(
+            what, ts, identity, answered_ts=since, silent_s=round(ts - since, 3), baseline=self.ping.baseline.median
+        )
 
     def _clock(self, sample: ClockSample, settings: DetectorSettings, context: FleetContext | None) -> None:
         ts, ping, lag = sample.ts, self.ping, self.lag

@@ -39,13 +39,17 @@ from typing import Any
 
 import msgspec
 
+from migwatch.contract.config import AlertLinks
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Target
 from migwatch.contract.silences import Silence
+from migwatch.detectors.alert_text import finish
 from migwatch.detectors.hosts import NO_HOSTS, HostNames, HostView, name_hosts
 from migwatch.detectors.learners import FeedbackClassifier, WindowScorer, alert_features
 from migwatch.detectors.planned import judge
 from migwatch.detectors.target import TargetDetector
+
+NO_LINKS = AlertLinks()
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,11 @@ class TargetGroup:
         settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
         directory: Directory | None = None,
+        links: AlertLinks = NO_LINKS,
     ) -> None:
         self.settings = settings
         self.observer = observer
+        self.links = links
         self.directory = directory if directory is not None else Directory()
         self.targets = self.directory.targets
         self._own_settings: dict[str, tuple[Target, DetectorSettings]] = {}
@@ -99,9 +105,8 @@ class TargetGroup:
         record = self.targets.get(sample.target)
         alerts = detector.update(sample, self.settings_of(record), self)
         for alert in alerts:
-            if record is not None:
-                describe(alert, record)
             judge(alert, record, self.directory.silences.values())
+            finish(alert, record, self.links)
         return alerts
 
     def settings_of(self, record: Target | None) -> DetectorSettings:
@@ -209,9 +214,10 @@ class TargetGroup:
         settings: DetectorSettings = DEFAULTS,
         observer: str = "migwatch",
         directory: Directory | None = None,
+        links: AlertLinks = NO_LINKS,
     ) -> TargetGroup:
         state = msgspec.json.decode(raw, type=_FleetState)
-        fleet = cls(settings, observer, directory)
+        fleet = cls(settings, observer, directory, links)
         fleet.detectors, fleet.common = state.detectors, state.common
         fleet.scorer = WindowScorer.from_state(state.scorer)
         fleet.classifier = FeedbackClassifier.from_state(state.classifier)
@@ -222,16 +228,6 @@ class TargetGroup:
 def view_of(host: str, detector: TargetDetector) -> HostView:
     """What a hypervisor's detectors show: its last ping pattern and its lowest round trip."""
     return HostView(host=host, pattern_last_ts=detector.ping.pattern_last_ts, floor_ms=detector.relocation.floor_ms())
-
-
-def describe(alert: Alert, record: Target) -> None:
-    """What the target's record says of it, on its alert: site, labels (ECS ``labels``), allowed hosts."""
-    detail = alert.migwatch
-    detail.site = record.site
-    if record.hosts:
-        detail.allowed_hosts = list(record.hosts)
-    if record.labels:
-        alert.labels = dict(record.labels)
 
 
 class _FleetState(msgspec.Struct):

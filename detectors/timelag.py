@@ -8,7 +8,8 @@ delay (an NTP offset is only known to within half the delay).
 
 Not a lag: failed queries (``error`` set), samples whose delay is far above both the usual and the path's
 round trip as the pings see it now (a queued reply; a VM moved farther away answers later for good, and
-its pings say so), steps up, and steps towards zero (the VM's own NTP correcting its clock). Nor a step
+its pings say so), steps up, and steps towards zero while the pings are quiet (the VM's own NTP correcting a
+clock that ran ahead; during a ping episode such a step is the pause of a VM whose clock ran ahead). Nor a step
 of the probe's own clock: a probe that watches it says in each sample how far it stepped since its last
 query of the target (``probe_step_ms``), and that is added back. For samples without it a step is first
 *pending*; the caller resolves it (:meth:`TimeLag.resolve`) once it knows whether every target stepped
@@ -97,7 +98,10 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
             return trusted
         reference = statistics.median(self.offsets)
         step = offset - reference
-        if -step > self.threshold(delay, settings) and abs(offset) >= abs(reference) - abs(step) / 2:
+        towards_zero = abs(offset) < abs(reference) - abs(step) / 2
+        # Towards zero is the VM's NTP correcting a clock that ran ahead, unless the pings show an episode
+        # now: then it is the pause of a VM whose clock ran ahead (it lags, and so comes nearer the probe's).
+        if -step > self.threshold(delay, settings) and (not towards_zero or not path_settled):
             if self.pending_ts is None:
                 self.pending_ts, self.pending_offset_ms, self.pending_step_ms = sample.ts, offset, step
                 self.pending_vouched = sample.probe_step_ms is not msgspec.UNSET
@@ -105,7 +109,7 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
             return False  # the reference keeps its level until the step is resolved
         if not trusted:
             return False
-        if (step >= 0 or abs(offset) < abs(reference) - abs(step) / 2) and abs(step) > self.threshold(delay, settings):
+        if (step >= 0 or towards_zero) and abs(step) > self.threshold(delay, settings):
             # Up, or towards zero (the VM's NTP correcting): re-base on a clear move.
             self._move_reference(offset)
         self._remember(sample.ts, offset, delay, settings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -19,7 +20,7 @@ from migwatch import silence_admin
 from migwatch.compacted_listing import show
 from migwatch.contract import config as config_module
 from migwatch.contract.codec import encode, to_builtins
-from migwatch.contract.config import KafkaSettings
+from migwatch.contract.config import AlertLinks, KafkaSettings
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.fields import FieldError
 from migwatch.contract.records import Target
@@ -72,7 +73,7 @@ def _add_running_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> N
     worker = verb("worker", "run a Faust stream worker (detectors, tables, alerts, web status)")
     _config_argument(worker)
     worker.add_argument(
-        "--loglevel", default="warning", choices=["debug", "info", "warning", "error"], help="Faust's log level"
+        "--loglevel", choices=["debug", "info", "warning", "error"], help="log level (default: [logging] level)"
     )
     watch = verb("watch", "everything in one process, no Kafka: probe, detect, print alerts (JSON Lines)")
     _config_argument(watch)
@@ -116,11 +117,21 @@ def _add_kafka_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> Non
     targets.add_argument("ids", nargs="*", metavar="ID", help="remove: the target ids to remove")
     _config_argument(targets)
     silence_admin.add_arguments(verb("silences", "manage maintenance windows on the compacted silences topic"))
-    alerts = verb("alerts", "read the alerts topic: tail prints each alert as a JSON line")
-    alerts.add_argument("action", choices=["tail"])
-    alerts.add_argument("--from-beginning", action="store_true", help="start at the oldest alert kept")
+    alerts = verb(
+        "alerts",
+        "read the alerts topic: tail prints each alert as a JSON line; ship indexes them into OpenSearch or "
+        "Elasticsearch (--to URL), at least once",
+    )
+    alerts.add_argument("action", choices=["tail", "ship"])
+    alerts.add_argument("--from-beginning", action="store_true", help="tail: start at the oldest alert kept")
     alerts.add_argument("--count", type=int, metavar="N", help="stop after N alerts")
     alerts.add_argument("--idle", type=float, metavar="S", help="stop when no alert came for S seconds")
+    alerts.add_argument("--to", metavar="URL", help="ship: the search engine, http(s)://[user:password@]host:port")
+    alerts.add_argument("--ca", metavar="FILE", help="ship: CA bundle of an https engine")
+    alerts.add_argument("--index", default="migwatch-alerts", help="ship: the index (default %(default)s)")
+    alerts.add_argument("--group", default="migwatch-shipper", help="ship: consumer group (default %(default)s)")
+    alerts.add_argument("--batch", type=int, default=500, help="ship: alerts per bulk request (default %(default)s)")
+    alerts.add_argument("--no-template", action="store_true", help="ship: do not put the index template")
     _config_argument(alerts)
 
 
@@ -159,21 +170,22 @@ def _targets(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from migwatch.replay import replay
 
-    settings, directory = _detectors_of(args.config)
+    settings, directory, links = _detectors_of(args.config)
     with open(args.out, "wb") as out:
-        for alert in replay(args.trace, settings, directory=directory):
+        for alert in replay(args.trace, settings, directory=directory, links=links):
             out.write(encode(alert) + b"\n")
     return 0
 
 
-def _detectors_of(path: str | None) -> tuple[DetectorSettings, Directory]:
-    """The detector settings, targets and silences of a config file (the defaults and none without one)."""
+def _detectors_of(path: str | None) -> tuple[DetectorSettings, Directory, AlertLinks]:
+    """The detector settings, targets and silences, and the alerts' links of a config file (the defaults and
+    none without one)."""
     from migwatch.detectors.target_group import Directory  # the detectors load river: only verbs that run them
 
     if path is None:
-        return DEFAULTS, Directory()
+        return DEFAULTS, Directory(), AlertLinks()
     config = config_module.load(path)
-    return config.detectors, Directory.of(config.targets, config.silences)
+    return config.detectors, Directory.of(config.targets, config.silences), config.alerts
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -182,7 +194,7 @@ def _eval(args: argparse.Namespace) -> int:
     from migwatch.replay import replay
 
     labels = read_labels(args.labels)  # a bad labels file fails before the long replay
-    settings, directory = _detectors_of(args.config)
+    settings, directory, _ = _detectors_of(args.config)
     replayed = replay(args.trace, settings, directory=directory)
     alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replayed]
     result = score(alerts, labels)
@@ -198,14 +210,29 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _alerts(args: argparse.Namespace) -> int:
-    from migwatch.alerts_tail import tail
-
     settings = config_module.load(args.config)
     if args.count is not None and args.count < 1:
         raise FieldError(f"--count: must be >= 1, got {args.count!r}")
     if args.idle is not None and not args.idle > 0:
         raise FieldError(f"--idle: must be > 0 s, got {args.idle!r}")
-    tail(settings.kafka, sys.stdout.buffer, from_beginning=args.from_beginning, count=args.count, idle_s=args.idle)
+    if args.action == "tail":
+        from migwatch.alerts_tail import tail
+
+        tail(settings.kafka, sys.stdout.buffer, from_beginning=args.from_beginning, count=args.count,
+             idle_s=args.idle)  # fmt: skip
+        return 0
+    from migwatch.alerts_ship import Engine, ship
+
+    if not args.to:
+        raise FieldError("--to: alerts ship needs the search engine's URL, got nothing")
+    if not 1 <= args.batch <= 10_000:
+        raise FieldError(f"--batch: must be between 1 and 10000, got {args.batch!r}")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,254}", args.index):
+        raise FieldError(f"--index: must be a lowercase index name, got {args.index!r}")
+    ship(
+        settings.kafka, Engine(args.to, args.ca), index=args.index, group=args.group, batch=args.batch,
+        template=not args.no_template, count=args.count, idle_s=args.idle,
+    )  # fmt: skip
     return 0
 
 

@@ -14,15 +14,18 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import IO
 
 from aiohttp import web
 
+from migwatch.contract import logs
 from migwatch.contract.codec import encode
 from migwatch.contract.config import Config
 from migwatch.contract.records import Alert, PingSample, Sample
+from migwatch.detectors.alert_text import stamp_created
 from migwatch.probes.metrics import ProbeCollector
 from migwatch.probes.scheduler import Scheduler
 from migwatch.streams import views
@@ -57,7 +60,9 @@ class Watch:
         counts = Counter("ping" if isinstance(sample, PingSample) else "ntp" for sample in batch)
         for kind, count in counts.items():
             self.metrics.samples.labels(kind).inc(count)
+        now = time.time()
         for alert in alerts:
+            stamp_created(alert, now)
             line = encode(alert) + b"\n"
             for output in self.outputs:
                 output.write(line)
@@ -129,7 +134,7 @@ async def watch(config: Config, out: Path | None = None, duration_s: float | Non
 
 
 def run(config: Config, out: Path | None = None, duration_s: float | None = None) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logs.configure(config.logging)
     asyncio.run(watch(config, out, duration_s))
 
 

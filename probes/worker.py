@@ -7,6 +7,7 @@ import logging
 import signal
 from pathlib import Path
 
+from migwatch.contract import logs
 from migwatch.contract.config import Config
 from migwatch.contract.records import DeadLetter, Target
 from migwatch.probes import metrics
@@ -65,5 +66,5 @@ async def probe(config: Config, duration_s: float | None = None) -> tuple[Schedu
 
 
 def run(config: Config, duration_s: float | None = None) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure(config.logging)
     asyncio.run(probe(config, duration_s))

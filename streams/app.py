@@ -26,6 +26,7 @@ from migwatch.contract.config import Config, KafkaSettings, WorkerSettings
 from migwatch.contract.fields import FieldError
 from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, HostView, PingSample, Sample
 from migwatch.contract.topics import TopicNames
+from migwatch.detectors.alert_text import stamp_created
 from migwatch.detectors.target_group import Directory
 from migwatch.streams import views
 from migwatch.streams.consumer import Transport
@@ -234,6 +235,9 @@ class WorkerApp:
 
     async def publish(self, alerts: Sequence[Alert], dead: Sequence[Dead]) -> None:
         """Send and wait until Kafka has them: the batch's offsets are committed only after this."""
+        now = time.time()
+        for alert in alerts:
+            stamp_created(alert, now)
         sent = [
             await self.alerts_topic.send(key=alert.migwatch.target.encode(), value=encode(alert)) for alert in alerts
         ]

@@ -32,11 +32,11 @@ from typing import Any
 
 import msgspec
 
-from migwatch.contract.config import Config
+from migwatch.contract.config import AlertLinks, Config
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.records import Alert, ClockSample, Feedback, HostView, PingSample, Target
 from migwatch.detectors.target import TargetDetector
-from migwatch.detectors.target_group import Directory, TargetGroup, view_of
+from migwatch.detectors.target_group import NO_LINKS, Directory, TargetGroup, view_of
 from migwatch.streams.charts import ChartWindow
 from migwatch.streams.tables import Tables
 
@@ -72,8 +72,10 @@ class Partitions:
         checkpoint_s: float = 30.0,
         chart_window_s: float = 30.0,
         directory: Directory | None = None,
+        links: AlertLinks = NO_LINKS,
     ) -> None:
         self.tables = tables
+        self.links = links
         self.settings = settings
         self.observer = observer
         self.checkpoint_s = checkpoint_s
@@ -93,6 +95,7 @@ class Partitions:
             tables, config.detectors, worker.name, checkpoint_s=worker.checkpoint_s,
             chart_window_s=worker.chart_window_s,
             directory=directory if directory is not None else Directory.of(config.targets, config.silences),
+            links=config.alerts,
         )  # fmt: skip
 
     def state_of(self, partition: int) -> PartitionState:
@@ -100,9 +103,9 @@ class Partitions:
         if state is None:
             raw = self.tables.load_group(partition)
             group = (
-                TargetGroup(self.settings, self.observer, self.directory)
+                TargetGroup(self.settings, self.observer, self.directory, self.links)
                 if raw is None
-                else TargetGroup.restore(raw, self.settings, self.observer, self.directory)
+                else TargetGroup.restore(raw, self.settings, self.observer, self.directory, self.links)
             )
             state = self.owned[partition] = PartitionState(group)
         return state

@@ -6,9 +6,11 @@ import logging
 from collections import ChainMap
 
 import faust
+import msgspec
 from kafka.admin import NewTopic
 from mode.utils.times import want_seconds
 
+from migwatch.contract import logs
 from migwatch.contract.config import Config
 from migwatch.contract.records import HostView, Target
 from migwatch.contract.silences import Silence
@@ -77,7 +79,8 @@ def follow_directory(config: Config) -> tuple[CompactedFollower, Directory]:
     return follower, directory
 
 
-def run(config: Config, loglevel: str = "warning") -> None:
+def run(config: Config, loglevel: str | None = None) -> None:
+    """Run the worker until it is stopped; ``loglevel`` overrides the config's ``[logging] level``."""
     follower, directory = follow_directory(config)
     app = WorkerApp(config, directory=directory).app
     prepare_topics(config, app)
@@ -87,4 +90,7 @@ def run(config: Config, loglevel: str = "warning") -> None:
     worker = config.worker
     web = f"http://{worker.web_bind}:{worker.web_port}/" if worker.web_port else "no web server"
     print(f"migwatch worker {worker.name}: group {worker.app_id}, {web}", flush=True)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    logging_settings = config.logging if loglevel is None else msgspec.structs.replace(config.logging, level=loglevel)
+    faust.Worker(
+        app, quiet=True, loglevel=logging_settings.level, logging_config=logs.logging_config(logging_settings)
+    ).execute_from_commandline()

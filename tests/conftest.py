@@ -18,6 +18,8 @@ from kafka import KafkaAdminClient
 from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.local_kafka import DEFAULT_PORT, LocalKafka
+from migwatch_dev.local_opensearch import DEFAULT_PORT as OPENSEARCH_PORT
+from migwatch_dev.local_opensearch import LocalOpenSearch
 
 TEST_PARTITIONS = 3
 
@@ -68,6 +70,18 @@ def kafka_bootstrap() -> Iterator[str]:
     yield broker.bootstrap
     if started:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def opensearch() -> Iterator[LocalOpenSearch]:
+    """The local OpenSearch node of ``deploy/local/opensearch`` (reused when it runs, else started here and
+    stopped afterwards)."""
+    node = LocalOpenSearch(port=int(os.environ.get("MIGWATCH_TEST_OPENSEARCH_PORT", OPENSEARCH_PORT)))
+    started = node.pid() is None
+    node.start()
+    yield node
+    if started:
+        node.stop()
 
 
 @pytest.fixture(scope="session")

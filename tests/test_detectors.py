@@ -149,6 +149,22 @@ def test_the_vms_own_ntp_stepping_towards_the_probe_is_not_a_lag() -> None:
     assert lag.pending_step_ms == pytest.approx(-20.1, abs=0.1)
 
 
+def test_a_vm_whose_clock_runs_ahead_is_confirmed_when_its_pause_comes_with_a_ping_episode() -> None:
+    """Its pause moves the offset towards zero (40 -> 23 ms): with the pings showing the migration's copy it
+    is the lag, not the VM's NTP correcting (the demo's guest, clock 40 ms ahead, was never confirmed)."""
+    vm = TargetDetector()
+    alerts: list[Alert] = []
+    for t in range(200):
+        alerts += vm.update(ping(t, round(0.3 + 0.01 * (t % 3), 3)))
+        if t % 10 == 0:
+            alerts += vm.update(clock(t, 40.0 + 0.01 * (t % 3)))
+    for t in range(200, 212):  # the memory copy, then the switch
+        alerts += vm.update(ping(t, 3.0 + (t % 2)))
+    alerts += vm.update(clock(212, 23.0))
+    assert [a.migwatch.state for a in alerts] == ["suspected", "confirmed"]
+    assert alerts[-1].migwatch.evidence.time_lag_ms == pytest.approx(-17.0, abs=0.1)
+
+
 def test_a_step_of_the_probes_own_clock_is_common_mode_and_raises_nothing() -> None:
     fleet = TargetGroup()
     alerts: list[Alert] = []

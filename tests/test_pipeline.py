@@ -1,5 +1,6 @@
 """The whole pipeline against test hosts: `migwatch probe` pings and queries two hosts behind emulated links
-(their NTP servers real chronyd), publishes to the real broker, and `migwatch worker` raises the alerts.
+(their NTP servers real chronyd), publishes to the real broker, `migwatch worker` raises the alerts, and
+`migwatch alerts ship` indexes them into a real OpenSearch, where a SOC's detection query finds the migration.
 
 On one host a migration is emulated as the paper describes it (raised delay with outliers during the memory
 copy, replies lost in the stop-and-copy, then the VM's clock behind by 150 ms); on the other a bulk copy
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -28,6 +31,7 @@ from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.lab.chrony import chrony_server
 from migwatch_dev.lab.emulated_lab import BASE_DELAY_MS, end_copy, start_copy, switch
 from migwatch_dev.lab.link_emulator import EmulatedLink, emulated_link
+from migwatch_dev.local_opensearch import LocalOpenSearch
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, probe_process, read_all, worker_env
@@ -63,12 +67,14 @@ def two_hosts(tmp_path: Path) -> Iterator[tuple[EmulatedLink, EmulatedLink]]:
 
 
 def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
-    kafka_bootstrap: str, kafka_admin: KafkaAdminClient, two_hosts: tuple[EmulatedLink, EmulatedLink], tmp_path: Path
-) -> None:
+    kafka_bootstrap: str, kafka_admin: KafkaAdminClient, two_hosts: tuple[EmulatedLink, EmulatedLink],
+    opensearch: LocalOpenSearch, tmp_path: Path,
+) -> None:  # fmt: skip
     moving, copying = two_hosts
     names = TopicNames(f"pipeline-{uuid.uuid4().hex[:6]}.")
     ensure_topics(kafka_admin, names.prefix, PARTITIONS)
     env = worker_env(kafka_bootstrap, names.prefix, PARTITIONS, tmp_path, f"pipeline-{uuid.uuid4().hex[:6]}")
+    env["MIGWATCH_LOGGING_FORMAT"] = "ecs"  # the worker's own logs as ECS JSON lines, for the SIEM
     probe_config = tmp_path / "probe.toml"
     probe_metrics = free_port_pair()
     probe_config.write_text(
@@ -122,4 +128,35 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
             served = response.read().decode() + (worker.get("/metrics") or b"").decode()
         exported = {line.split("{")[0].split()[0] for line in served.splitlines() if line and line[0] != "#"}
         assert dashboard_metrics() <= exported, dashboard_metrics() - exported
+    found_by_the_soc(opensearch, env, raised, moving_alert)
+    logged = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
+    assert len(logged) > 10 and all(entry["log.level"] and entry["ecs.version"] for entry in logged)
     kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(names.prefix)])
+
+
+def found_by_the_soc(node: LocalOpenSearch, env: dict[str, str], raised: list[Alert], confirmed: Alert) -> None:
+    """The worker's alerts shipped into OpenSearch: the detection query finds the confirmed migration, with
+    its types (a range on @timestamp, a term on host.name and host.ip)."""
+    index = f"migwatch-alerts-{uuid.uuid4().hex[:6]}"
+    shipped = subprocess.run(
+        [sys.executable, "-m", "migwatch.cli", "alerts", "ship", "--config", env["CONFIG"], "--to", node.url,
+         "--index", index, "--count", str(len(raised)), "--group", f"soc-{index}"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert shipped.returncode == 0, shipped.stderr
+    urllib.request.urlopen(f"{node.url}/{index}/_refresh", data=b"", timeout=30).close()
+    detection = {"bool": {"filter": [
+        {"query_string": {"query": "event.action:vm-live-migration AND migwatch.state:confirmed"}},
+        {"range": {"@timestamp": {"gte": "now-10m"}}},
+        {"term": {"host.name": "vm-moving"}},
+        {"term": {"host.ip": confirmed.migwatch.address}},
+    ]}}  # fmt: skip
+    request = urllib.request.Request(
+        f"{node.url}/{index}/_search", data=json.dumps({"query": detection}).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        hits = [hit["_source"] for hit in json.load(response)["hits"]["hits"]]
+    assert [hit["event"]["id"] for hit in hits] == [confirmed.event.id]
+    assert hits[0]["message"].startswith("vm vm-moving: live migration confirmed, clock ")
+    assert hits[0]["event"]["created"] >= hits[0]["@timestamp"][:19]

@@ -48,7 +48,7 @@ def test_a_move_in_a_window_is_expected_with_low_severity_and_the_same_move_outs
             assert detail.outcome is before.migwatch.outcome
         elif detail.target == "vm-1" and detail.detected_ts < START_TS + 900:
             assert (detail.outcome, detail.window, alert.event.severity) == ("expected", "patch-night", 1)
-            assert alert.event.type == ["change", "allowed"]
+            assert alert.event.type == ["change"]
         elif detail.target == "vm-1":
             assert (detail.outcome, alert.event.severity) == ("unexpected", before.event.severity)
     relocated = next(a for a in judged if a.event.action == "vm-relocated")

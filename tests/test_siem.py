@@ -72,3 +72,64 @@ def test_a_missing_required_field_is_refused_by_both() -> None:
     with pytest.raises(FieldError):
         decode(Alert, json.dumps(document))
     assert list(alert_schema_validator().iter_errors(document))
+
+
+SIEM = SCHEMA.parent
+
+
+def test_the_index_template_file_is_what_the_alert_record_generates() -> None:
+    from migwatch.contract.alert_index import index_template_text
+
+    assert (SIEM / "opensearch" / "index-template.json").read_text() == index_template_text(), (
+        "stale: python -m migwatch.contract.alert_index > deploy/siem/opensearch/index-template.json"
+    )
+
+
+def sigma_queries() -> dict[str, str]:
+    """Each Sigma rule of deploy/siem/sigma as pySigma's OpenSearch backend writes it (Lucene), by rule id."""
+    from sigma.backends.opensearch import OpensearchLuceneBackend
+    from sigma.collection import SigmaCollection
+
+    queries = {}
+    for path in sorted((SIEM / "sigma").glob("*.yml")):
+        collection = SigmaCollection.from_yaml(path.read_text())
+        [query] = OpensearchLuceneBackend().convert(collection)
+        queries[str(collection.rules[0].id)] = query
+    return queries
+
+
+def rule_queries() -> dict[str, str]:
+    """The queries the ready-made OpenSearch monitors and Elastic detection rules carry, by file."""
+    queries = {}
+    for path in sorted((SIEM / "opensearch").glob("monitor-*.json")):
+        monitor = json.loads(path.read_text())
+        [search] = monitor["inputs"]
+        [_, query_string] = search["search"]["query"]["query"]["bool"]["filter"]
+        queries[path.name] = query_string["query_string"]["query"]
+    for line in (SIEM / "elastic" / "detection-rules.ndjson").read_text().splitlines():
+        rule = json.loads(line)
+        assert rule["language"] == "lucene" and rule["index"] == ["migwatch-alerts*"]
+        queries[rule["name"]] = rule["query"]
+    return queries
+
+
+def test_the_monitors_and_elastic_rules_say_what_the_sigma_rules_say() -> None:
+    """Two rules (a confirmed migration outside a window, a VM gone silent), written three ways: the Sigma
+    rule is the source, pySigma's conversion of it is the query the OpenSearch monitor and the Elastic rule run."""
+    sigma, rules = sigma_queries(), rule_queries()
+    assert len(sigma) == 2 and set(rules.values()) == set(sigma.values()), (sigma, rules)
+
+
+def test_the_shipper_configs_name_the_topic_and_the_document_id() -> None:
+    import yaml
+
+    filebeat = yaml.safe_load((SIEM / "filebeat" / "filebeat.yml").read_text())
+    [kafka] = filebeat["filebeat.inputs"]
+    assert kafka["type"] == "kafka" and kafka["topics"] == ["migwatch.alerts"]
+    assert kafka["parsers"][0]["ndjson"]["document_id"] == "event.id"
+    assert filebeat["setup.template.pattern"] == "migwatch-alerts*"
+    logstash = (SIEM / "logstash" / "migwatch-alerts.conf").read_text()
+    assert 'topics => ["migwatch.alerts"]' in logstash and 'document_id => "%{[event][id]}"' in logstash
+    splunk = json.loads((SIEM / "splunk" / "connector.json").read_text())["config"]
+    assert splunk["topics"] == "migwatch.alerts" and splunk["splunk.sourcetypes"] == "migwatch:alert"
+    assert "[migwatch:alert]" in (SIEM / "splunk" / "props.conf").read_text()

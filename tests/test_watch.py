@@ -1,6 +1,7 @@
 """`migwatch watch`: the probes and the detectors in one process without Kafka, against a test host behind
 the link emulator whose NTP server is a real chronyd. An emulated migration prints a confirmed alert as a
-JSON line on stdout (and in --out); the fleet page's JSON and the metrics are served as by the worker."""
+JSON line on stdout (and in --out); the fleet page's JSON and the metrics are served as by the worker; its own
+logs are ECS JSON lines on stderr (``[logging] format = "ecs"``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from migwatch.contract.codec import decode
@@ -43,6 +45,7 @@ def test_watch_prints_a_confirmed_migration(host: EmulatedLink, tmp_path: Path) 
     config = tmp_path / "watch.toml"
     config.write_text(
         f'[probe]\nping_timeout_s = 0.5\nmetrics_port = 0\n[worker]\nname = "watcher"\nweb_port = {port}\n'
+        '[logging]\nformat = "ecs"\nlevel = "warning"\n'
         f'[[targets]]\nid = "vm-1"\naddress = "{host.host_ip}"\nping_interval_s = 0.2\nntp_interval_s = 1.0\n'
     )
     out = tmp_path / "alerts.jsonl"
@@ -90,4 +93,8 @@ def test_watch_prints_a_confirmed_migration(host: EmulatedLink, tmp_path: Path) 
             stdout.close()
             stderr.close()
     assert out.read_bytes() == (tmp_path / "stdout").read_bytes()  # --out has every line too
-    assert "alerts" in (tmp_path / "stderr").read_text()
+    logged = [json.loads(line) for line in (tmp_path / "stderr").read_text().splitlines() if line.startswith("{")]
+    last = logged[-1]
+    assert last["message"] == f"watch watcher: {len(printed())} alerts", logged
+    assert last["log.level"] == "warning" and last["ecs.version"] and "@timestamp" in last
+    assert all(a.event.created is not msgspec.UNSET for a in printed())

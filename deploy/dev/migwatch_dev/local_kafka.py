@@ -14,16 +14,15 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from migwatch_dev.local_services import LocalService, LocalServiceError, cache_root, port_busy, require
 
 # The newest release that this project's tests show kafka-python, aiokafka and faust-streaming working
 # against (README, "Which Kafka").
@@ -32,7 +31,6 @@ LOG4J_VERSION = "2.24.3"
 DEFAULT_PORT = 9092
 DEFAULT_HEAP = "512m"
 READY_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
 
 _POM = """<?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by migwatch_dev.local_kafka to fetch Apache Kafka's jars; nothing is built. -->
@@ -137,18 +135,15 @@ class SaslSslListener:
                 for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]  # fmt: skip
 
 
-class LocalKafkaError(RuntimeError):
+class LocalKafkaError(LocalServiceError):
     """Something the local broker could not do; the message says what and where to look."""
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "migwatch"
-
-
 @dataclass(frozen=True)
-class LocalKafka:
+class LocalKafka(LocalService):
     """One local broker: where its jars are cached and where it keeps its data, log and pid."""
+
+    NAME, TITLE, LOG, MAIN_CLASS = "kafka", "the broker", "kafka.log", b"kafka.Kafka"
 
     port: int = DEFAULT_PORT
     version: str = KAFKA_VERSION
@@ -168,18 +163,6 @@ class LocalKafka:
     def libs(self) -> Path:
         return self.root / f"kafka-{self.version}" / "libs"
 
-    @property
-    def run_dir(self) -> Path:
-        return self.root / "run" / f"kafka-{self.port}"
-
-    @property
-    def log_file(self) -> Path:
-        return self.run_dir / "kafka.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.run_dir / "kafka.pid"
-
     # ------------------------------------------------------------------------------------------ fetch
 
     def fetch(self) -> float:
@@ -187,8 +170,8 @@ class LocalKafka:
         complete = self.libs / ".complete"
         if complete.exists():
             return 0.0
-        _require("mvn", "Maven (Debian package 'maven')")
-        _require("java", "a Java runtime >= 17 (Debian package 'openjdk-17-jre-headless')")
+        require("mvn", "Maven (Debian package 'maven')")
+        require("java", "a Java runtime >= 17 (Debian package 'openjdk-17-jre-headless')")
         started = time.monotonic()
         work = self.libs.parent
         work.mkdir(parents=True, exist_ok=True)
@@ -213,20 +196,6 @@ class LocalKafka:
 
     # ----------------------------------------------------------------------------------- start, stop
 
-    def pid(self) -> int | None:
-        """The broker's pid when it runs, else None (a stale pid file is ignored)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        # A recycled pid belongs to another program: check that it is our java.
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        return pid if b"kafka.Kafka" in cmdline and str(self.run_dir).encode() in cmdline else None
-
     def start(self, *, fresh: bool = False, timeout: float = READY_TIMEOUT_S) -> tuple[int, float]:
         """Start the broker unless it runs; wait until a client's metadata call succeeds.
 
@@ -237,7 +206,7 @@ class LocalKafka:
             self.wait_ready(timeout, pid=running)
             return running, 0.0
         for port in (self.port, self.controller_port, *([self.secure.port] if self.secure else [])):
-            if _port_busy(port):
+            if port_busy(port):
                 raise LocalKafkaError(f"127.0.0.1:{port} is already in use by another program; pick --port")
         self.fetch()
         data = self.run_dir / "data"
@@ -272,24 +241,10 @@ class LocalKafka:
         self.pid_file.write_text(f"{process.pid}\n")
         try:
             self.wait_ready(timeout, pid=process.pid)
-        except LocalKafkaError:
+        except LocalServiceError:
             self.stop()
             raise
         return process.pid, time.monotonic() - started
-
-    def wait_ready(self, timeout: float, *, pid: int) -> None:
-        """Block until the broker answers a metadata request; fail early when the process died."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if not _alive(pid):
-                raise LocalKafkaError(
-                    f"the broker exited during start-up; last lines of {self.log_file}:\n{self._tail()}"
-                )
-            if self.ready():
-                return
-            if time.monotonic() > deadline:
-                raise LocalKafkaError(f"the broker did not answer within {timeout:.0f} s; see {self.log_file}")
-            time.sleep(0.5)
 
     def ready(self) -> bool:
         """True when a client's metadata call succeeds (an open port is not enough: KRaft starts later)."""
@@ -317,23 +272,6 @@ class LocalKafka:
         finally:
             admin.close()
 
-    def stop(self) -> bool:
-        """SIGTERM the broker (a clean shutdown), SIGKILL it if it hangs. False when it was not running."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return True
-
     # --------------------------------------------------------------------------------------- helpers
 
     def _java_command(self) -> list[str]:
@@ -354,12 +292,6 @@ class LocalKafka:
         if result.returncode != 0:
             raise LocalKafkaError(f"{args[0]} failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
 
-    def _tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
 
 def _cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage random-uuid).
@@ -371,28 +303,6 @@ def _cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # A zombie (our own child that exited) is not alive.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _port_busy(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _require(program: str, what: str) -> None:
-    if shutil.which(program) is None:
-        raise LocalKafkaError(f"'{program}' was not found: install {what}")
 
 
 # -------------------------------------------------------------------------------------------------- CLI
@@ -438,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
                 return 3
             answer = "ready" if broker.ready() else "not answering"
             print(f"running: pid {pid}, {broker.bootstrap}, {answer}, log {broker.log_file}")
-    except LocalKafkaError as error:
+    except LocalServiceError as error:
         print(f"local kafka: error: {error}", file=sys.stderr)
         return 1
     return 0
