@@ -117,6 +117,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0  # probes sent and not yet answered or timed out
         self._stopping = False
+        self.alive_at = time.monotonic()  # when the loop last turned (the probe's /healthz)
 
     # ------------------------------------------------------------------------------------------- targets
 
@@ -154,7 +155,7 @@ class Scheduler:
         heap = self._heap
         fired_in_a_row = 0
         while not self._stopping:
-            now = time.monotonic()
+            now = self.alive_at = time.monotonic()
             if end is not None and now >= end:
                 break
             while heap and heap[0][2].cancelled:

@@ -284,7 +284,7 @@ def dead_letter(event: EventT, error: str) -> DeadLetter:
 
 
 def _declare_pages(worker: WorkerApp) -> None:
-    """The web pages: ``/status``, a target's chart, ``/metrics`` and the fleet page."""
+    """The web pages: ``/status``, a target's chart, ``/metrics``, the fleet page, ``/healthz`` and ``/readyz``."""
     app, settings, partitions, metrics = worker.app, worker.settings, worker.partitions, worker.metrics
 
     @app.page("/status")
@@ -305,6 +305,18 @@ def _declare_pages(worker: WorkerApp) -> None:
     @app.page("/")
     async def fleet_page(web: View, request: Request) -> Response:
         return web.html(views.fleet_page())
+
+    @app.page("/healthz")
+    async def healthz(web: View, request: Request) -> Response:
+        return web.text("ok\n")  # the event loop answers: the agents' loop is not stuck
+
+    @app.page("/readyz")
+    async def readyz(web: View, request: Request) -> Response:
+        """Ready once it joined the group and has sample partitions to work on (cheap: no table is read)."""
+        owned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == worker.names.ping)
+        if owned:
+            return web.text(f"ready: partitions {owned}\n")
+        return web.text("not ready: no partition assigned (yet)\n", status=503)
 
 
 async def _measure_lag(app: faust.App, metrics: WorkerMetrics, topics: tuple[str, ...]) -> None:

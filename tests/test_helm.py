@@ -58,15 +58,16 @@ def test_every_rendered_object_is_valid() -> None:
     assert topics["migwatch.silences"] == topics["migwatch.hosts"] == "compact"
 
 
-def test_pods_run_as_non_root_and_probes_get_only_net_raw() -> None:
-    for obj in _render():
-        if obj["kind"] not in ("Deployment", "StatefulSet"):
-            continue
-        for container in obj["spec"]["template"]["spec"]["containers"]:
+def test_pods_run_as_non_root_with_no_capability_and_probes_get_unprivileged_icmp() -> None:
+    specs = _pod_specs(_render())
+    for name, spec in specs.items():
+        for container in spec["containers"]:
             context = container["securityContext"]
-            assert context["runAsNonRoot"] and context["runAsUser"] == 10001
-            assert context["capabilities"]["drop"] == ["ALL"]
-            assert context["capabilities"].get("add", []) == (["NET_RAW"] if obj["kind"] == "Deployment" else [])
+            assert context["runAsNonRoot"] and context["runAsUser"] == 10001, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            assert context["allowPrivilegeEscalation"] is False, name
+    sysctls = specs["mw-probe-dc1"]["securityContext"]["sysctls"]
+    assert sysctls == [{"name": "net.ipv4.ping_group_range", "value": "0 2147483647"}]
 
 
 SECURE = ("kafka.securityProtocol=SASL_SSL", "kafka.sasl.username=migwatch", "kafka.sasl.passwordSecret=kafka-pw",
@@ -122,3 +123,132 @@ def test_every_variable_the_chart_sets_is_a_migwatch_setting(sets: tuple[str, ..
             if value == "from-the-pod":
                 section[key] = "pod-0"
     convert(Config, document)  # and every value is valid
+
+
+def _pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every pod spec the chart renders, by object name: Deployments, the StatefulSet, the Job, the test Pod."""
+    specs = {}
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
+            specs[obj["metadata"]["name"]] = obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "Pod":
+            specs[obj["metadata"]["name"]] = obj["spec"]
+    return specs
+
+
+def test_every_pod_has_a_tokenless_service_account_and_the_runtime_default_seccomp_profile() -> None:
+    objects = _render()
+    [account] = [obj for obj in objects if obj["kind"] == "ServiceAccount"]
+    assert account["automountServiceAccountToken"] is False
+    specs = _pod_specs(objects)
+    assert set(specs) == {"mw-probe-dc1", "mw-worker", "mw-targets-push", "mw-test-workers"}
+    for name, spec in specs.items():
+        assert (
+            spec["serviceAccountName"] == account["metadata"]["name"] and spec["automountServiceAccountToken"] is False
+        )
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in spec["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
+
+
+def test_the_image_tag_defaults_to_the_charts_app_version() -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    images = {c["image"] for spec in _pod_specs(_render()).values() for c in spec["containers"]}
+    assert images == {f"migwatch:{app_version}"}
+    images = {c["image"] for spec in _pod_specs(_render("image.tag=1.2.3")).values() for c in spec["containers"]}
+    assert images == {"migwatch:1.2.3"}
+
+
+def test_a_config_change_rolls_the_pods_and_nothing_else_does() -> None:
+    def checksums(*sets: str) -> set[str]:
+        return {obj["spec"]["template"]["metadata"]["annotations"]["checksum/config"] for obj in _render(*sets)
+                if obj["kind"] in ("Deployment", "StatefulSet", "Job")}  # fmt: skip
+
+    plain = checksums()
+    assert len(plain) == 1
+    assert checksums("worker.replicas=3") == plain
+    changed = checksums('config=[[targets]]\nid = "web-01"\naddress = "192.0.2.10"\n')
+    assert len(changed) == 1 and changed != plain
+
+
+def test_scheduling_knobs_reach_their_pods() -> None:
+    specs = _pod_specs(_render(
+        "worker.nodeSelector.disk=ssd", "probes.tolerations[0].key=edge", "probes.tolerations[0].operator=Exists",
+        "probes.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+        ".matchExpressions[0].key=zone",
+        "probes.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+        ".matchExpressions[0].operator=Exists",
+    ))  # fmt: skip
+    assert specs["mw-worker"]["nodeSelector"] == {"disk": "ssd"} and "tolerations" not in specs["mw-worker"]
+    assert specs["mw-probe-dc1"]["tolerations"] == [{"key": "edge", "operator": "Exists"}]
+    assert "nodeAffinity" in specs["mw-probe-dc1"]["affinity"] and "nodeSelector" not in specs["mw-probe-dc1"]
+
+
+def test_targets_reach_the_topic_by_a_hook_job_or_the_probes_read_the_config() -> None:
+    def probe_env(objects: list[dict[str, Any]]) -> dict[str, str]:
+        [probe] = [obj for obj in objects if obj["kind"] == "Deployment"]
+        return {v["name"]: v.get("value", "") for v in probe["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    topic = _render()
+    [job] = [obj for obj in topic if obj["kind"] == "Job"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "targets", "push", "--config", "/etc/migwatch/migwatch.toml"]  # fmt: skip
+    assert probe_env(topic)["MIGWATCH_PROBE_TARGETS_FROM"] == "topic"
+    config = _render("probes.targetsFrom=config")
+    assert not [obj for obj in config if obj["kind"] == "Job"]
+    assert probe_env(config)["MIGWATCH_PROBE_TARGETS_FROM"] == "config"
+
+
+def test_health_checks_and_a_spill_volume_larger_than_the_spill_limit() -> None:
+    objects = _render("probes.spillLimitMb=2048")
+    specs = _pod_specs(objects)
+    probe, worker = specs["mw-probe-dc1"], specs["mw-worker"]
+    for spec, port in ((probe, "metrics"), (worker, "web")):
+        container = spec["containers"][0]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+    [spill] = [volume for volume in probe["volumes"] if volume["name"] == "spill"]
+    assert spill["emptyDir"]["sizeLimit"] == "2576Mi"  # 2048 MiB of spill file and a quarter more
+    env = {v["name"]: v.get("value") for v in probe["containers"][0]["env"]}
+    assert env["MIGWATCH_PROBE_SPILL_LIMIT_MB"] == "2048"
+    # The helm test pod's script is Python that compiles, asking each worker's /healthz and /readyz.
+    script = specs["mw-test-workers"]["containers"][0]["args"][0]
+    compile(script, "workers-answer", "exec")
+    assert "mw-worker-1.mw-worker:6066" not in script and "range(2)" in script
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("kafka.partitions=0", "at '/kafka/partitions': minimum: got 0, want 1"),
+        ("probes.targetsFrom=file", "at '/probes/targetsFrom': value must be one of 'topic', 'config'"),
+        ("worker.replica=3", "at '/worker': additional properties 'replica' not allowed"),
+        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy'"),
+        ("kafka.bootstrap=broker-1", "at '/kafka/bootstrap'"),
+    ],
+)
+def test_the_values_schema_refuses_what_would_not_run(value: str, said: str) -> None:
+    result = _helm("template", "mw", str(CHART), "--set", value)
+    assert result.returncode != 0 and said in result.stderr, result.stderr
+
+
+def test_the_notes_name_the_next_commands(tmp_path: Path) -> None:
+    """NOTES.txt as `helm install` prints it (rendered through a copy of the chart: `helm template` does not
+    print notes, and `helm install --dry-run` needs a cluster)."""
+    chart = tmp_path / "migwatch"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "_notes.tpl").write_text('{{- define "test.notes" -}}\n' + notes + "\n{{- end }}\n")
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ include "test.notes" . | quote }}\n'
+    )
+    result = _helm("template", "mw", str(chart), "--show-only", "templates/notes.yaml", "--namespace", "mon")
+    assert result.returncode == 0, result.stderr
+    text = yaml.safe_load(result.stdout)["data"]["notes"]
+    for line in ("helm test mw -n mon", "migwatch targets push --config targets.toml",
+                 "migwatch alerts tail --config kafka.toml", "kubectl -n mon port-forward mw-worker-0 6066",
+                 "probe Deployment mw-probe-dc1 (2 replicas) for site dc1"):  # fmt: skip
+        assert line in text, text

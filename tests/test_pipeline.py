@@ -128,6 +128,12 @@ def test_an_emulated_migration_is_confirmed_and_a_bulk_copy_is_not(
             served = response.read().decode() + (worker.get("/metrics") or b"").decode()
         exported = {line.split("{")[0].split()[0] for line in served.splitlines() if line and line[0] != "#"}
         assert dashboard_metrics() <= exported, dashboard_metrics() - exported
+        # The health checks the chart's liveness and readiness probes ask.
+        for path, said in (("/healthz", "ok"), ("/readyz", "probing 2 targets")):
+            with urllib.request.urlopen(f"http://127.0.0.1:{probe_metrics}{path}", timeout=10) as response:
+                assert response.status == 200 and response.read().decode().strip() == said
+        assert (worker.get("/healthz") or b"").strip() == b"ok"
+        assert (worker.get("/readyz") or b"").startswith(b"ready: partitions [0, 1]")
     found_by_the_soc(opensearch, env, raised, moving_alert)
     logged = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
     assert len(logged) > 10 and all(entry["log.level"] and entry["ecs.version"] for entry in logged)

@@ -135,3 +135,25 @@ def test_ntp_samples_carry_the_steps_of_the_probes_own_clock() -> None:
     steps = [s.probe_step_ms for s in samples if isinstance(s, ClockSample)]
     assert steps[0] is msgspec.UNSET and 5 <= len(steps) <= 7
     assert sorted(steps[1:]) == [0.0] * (len(steps) - 2) + [pytest.approx(50.0, abs=0.5)]
+
+
+def test_the_health_checks_say_stuck_and_not_yet_probing() -> None:
+    """/healthz and /readyz of a probe (probes/metrics.py): not ready without targets or before its first
+    probe; not healthy when the scheduler's loop has not turned for STUCK_AFTER_S. (Served over HTTP by a real
+    probe in tests/test_pipeline.py.)"""
+    from migwatch.probes.metrics import STUCK_AFTER_S, health
+
+    scheduler = Scheduler(ProbeSettings(), lambda sample: None)
+    try:
+        assert health(scheduler, "/healthz") == (200, "ok\n")
+        assert health(scheduler, "/readyz") == (503, "not probing yet: 0 targets, 0 probes fired\n")
+        scheduler.set_targets([Target(id="vm-1", address="127.0.0.1", ntp=False)])
+        assert health(scheduler, "/readyz")[0] == 503  # targets, nothing fired yet
+        scheduler.fired = 1
+        assert health(scheduler, "/readyz") == (200, "probing 1 targets\n")
+        scheduler.alive_at -= STUCK_AFTER_S + 1
+        status, said = health(scheduler, "/healthz")
+        assert status == 503 and said.startswith("stuck: the scheduler has not run for 3")
+        assert health(scheduler, "/other")[0] == 404
+    finally:
+        scheduler.close()

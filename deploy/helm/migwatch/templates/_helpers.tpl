@@ -90,3 +90,45 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end }}
+
+{{- define "migwatch.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "migwatch.serviceAccountName" -}}
+{{ .Values.serviceAccount.name | default .Release.Name }}
+{{- end }}
+
+{{- /* Pod-level: the ServiceAccount without a token, the runtime's default seccomp profile, the group that
+may read the mounted Secrets. */}}
+{{- define "migwatch.podSpec" -}}
+serviceAccountName: {{ include "migwatch.serviceAccountName" . }}
+automountServiceAccountToken: false
+{{- end }}
+
+{{- define "migwatch.podSecurityContext" -}}
+fsGroup: 10001  # the Kafka Secrets' files are readable by the group
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- /* nodeSelector, tolerations and affinity of one component's values. */}}
+{{- define "migwatch.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- /* A pod restarts when the config it reads changes. */}}
+{{- define "migwatch.configChecksum" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
