@@ -103,6 +103,12 @@ def faust_app(config: Config) -> faust.App:
         web_bind=worker.web_bind,
         web_port=worker.web_port or 6066,
         web_host=worker.web_bind,
+        # Faust's own views stay off: /table/... would serve every table row (the targets' state) and /router/
+        # the partition map to anyone on the web port; /stats/ and /graph/ are debugging aids.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
     )
     app.transport = Transport(app.conf.broker_consumer, app)  # Faust's, mended (see streams/consumer.py)
     return app

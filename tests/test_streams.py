@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,6 +219,17 @@ def test_status_reports_every_target(fed_worker: tuple) -> None:
     assert sum(p["unanswered"] for p in points) >= 1  # the migration's stop-and-copy
     assert max(p["rtt_max_ms"] for p in points if p["rtt_max_ms"]) > 5 * vm1["rtt_baseline_ms"]
     assert worker.get("/targets/nope/chart") is None  # 404
+
+
+def test_fausts_own_views_are_off(fed_worker: tuple) -> None:
+    """Faust's /table/ would serve every table row (the targets' state) and /router/ the partition map to anyone
+    on the web port (issue #17); the worker's own pages answer."""
+    worker = fed_worker[0]
+    for path in ("/router/", "/table/", "/stats/", "/graph/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(worker.url + path, timeout=5).close()
+        assert refused.value.code == 404, path
+    assert worker.get("/status") is not None and worker.get("/healthz") == b"ok\n"
 
 
 def _chromium() -> str:
