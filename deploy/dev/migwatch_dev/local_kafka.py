@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migwatch_dev.local_services import LocalService, LocalServiceError, cache_root, port_busy, require
+from migwatch_dev.local_services import LocalService, LocalServiceError, cache_root
 
 # The newest release that this project's tests show kafka-python, aiokafka and faust-streaming working
 # against (README, "Which Kafka").
@@ -144,6 +144,7 @@ class LocalKafka(LocalService):
     """One local broker: where its jars are cached and where it keeps its data, log and pid."""
 
     NAME, TITLE, LOG, MAIN_CLASS = "kafka", "the broker", "kafka.log", b"kafka.Kafka"
+    ERROR = LocalKafkaError
 
     port: int = DEFAULT_PORT
     version: str = KAFKA_VERSION
@@ -170,8 +171,6 @@ class LocalKafka(LocalService):
         complete = self.libs / ".complete"
         if complete.exists():
             return 0.0
-        require("mvn", "Maven (Debian package 'maven')")
-        require("java", "a Java runtime >= 17 (Debian package 'openjdk-17-jre-headless')")
         started = time.monotonic()
         work = self.libs.parent
         work.mkdir(parents=True, exist_ok=True)
@@ -179,16 +178,12 @@ class LocalKafka(LocalService):
         partial = work / "libs.partial"
         shutil.rmtree(partial, ignore_errors=True)
         print(f"fetching Apache Kafka {self.version} jars from Maven Central into {self.libs} ...", flush=True)
-        command = [
-            "mvn", "-B", "-q", "-f", str(work / "pom.xml"),
+        self.maven([
+            "-f", str(work / "pom.xml"),
             # Maven 3.8's bundled dependency plugin is too old for this; name a current one.
             "org.apache.maven.plugins:maven-dependency-plugin:3.7.1:copy-dependencies",
             "-DincludeScope=runtime", f"-DoutputDirectory={partial}",
-        ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise LocalKafkaError(f"Maven could not fetch Apache Kafka {self.version}:\n{tail}")
+        ], f"Apache Kafka {self.version}")  # fmt: skip
         shutil.rmtree(self.libs, ignore_errors=True)
         partial.rename(self.libs)
         complete.touch()
@@ -201,13 +196,9 @@ class LocalKafka(LocalService):
 
         Returns (pid, seconds until ready). ``fresh`` wipes the data of an earlier run first.
         """
-        running = self.pid()
+        running = self.running(timeout)
         if running is not None:
-            self.wait_ready(timeout, pid=running)
             return running, 0.0
-        for port in (self.port, self.controller_port, *([self.secure.port] if self.secure else [])):
-            if port_busy(port):
-                raise LocalKafkaError(f"127.0.0.1:{port} is already in use by another program; pick --port")
         self.fetch()
         data = self.run_dir / "data"
         if fresh:
@@ -229,22 +220,10 @@ class LocalKafka(LocalService):
         if not (data / "meta.properties").exists():
             scram = self.secure.scram_arguments() if self.secure is not None else []
             self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties), *scram)
-        started = time.monotonic()
-        with open(self.log_file, "ab") as log:
-            process = subprocess.Popen(
-                [*self._java_command(), "kafka.Kafka", str(properties)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # outlives the command that started it; stopped by `stop`
-            )
-        self.pid_file.write_text(f"{process.pid}\n")
-        try:
-            self.wait_ready(timeout, pid=process.pid)
-        except LocalServiceError:
-            self.stop()
-            raise
-        return process.pid, time.monotonic() - started
+        return self.launch([*self._java_command(), "kafka.Kafka", str(properties)], timeout)
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.controller_port, *([self.secure.port] if self.secure else []))
 
     def ready(self) -> bool:
         """True when a client's metadata call succeeds (an open port is not enough: KRaft starts later)."""

@@ -17,7 +17,6 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import sys
 import time
 import urllib.error
@@ -26,7 +25,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migwatch_dev.local_services import LocalService, LocalServiceError, cache_root, port_busy, require
+from migwatch_dev.local_services import LocalService, LocalServiceError, cache_root
 
 OPENSEARCH_VERSION = "2.19.6"
 DEFAULT_PORT = 9200
@@ -64,23 +63,17 @@ class LocalOpenSearch(LocalService):
         complete = self.home.parent / ".complete"
         if complete.exists():
             return 0.0
-        require("mvn", "Maven (Debian package 'maven')")
-        require("java", "a Java runtime >= 17 (Debian package 'openjdk-17-jre-headless')")
         started = time.monotonic()
         work = self.home.parent
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         print(f"fetching OpenSearch {self.version} (integ-test zip) from Maven Central into {work} ...", flush=True)
         artifact = f"org.opensearch.distribution.integ-test-zip:opensearch:{self.version}:zip"
-        command = [
-            "mvn", "-B", "-q", "org.apache.maven.plugins:maven-dependency-plugin:3.7.1:copy",
-            f"-Dartifact={artifact}", f"-DoutputDirectory={work}",
-        ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=work)
+        self.maven(["org.apache.maven.plugins:maven-dependency-plugin:3.7.1:copy", f"-Dartifact={artifact}",
+               f"-DoutputDirectory={work}"], artifact, cwd=work)  # fmt: skip
         archive = work / f"opensearch-{self.version}.zip"
-        if result.returncode != 0 or not archive.exists():
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise LocalServiceError(f"Maven could not fetch {artifact}:\n{tail}")
+        if not archive.exists():
+            raise LocalServiceError(f"Maven reported {artifact} fetched, but {archive} is not there")
         with zipfile.ZipFile(archive) as zipped:
             zipped.extractall(work)
         archive.unlink()
@@ -92,13 +85,9 @@ class LocalOpenSearch(LocalService):
     def start(self, *, fresh: bool = False, timeout: float = READY_TIMEOUT_S) -> tuple[int, float]:
         """Start the node unless it runs; wait until the cluster is yellow. Returns (pid, seconds until ready).
         ``fresh`` wipes the data of an earlier run first."""
-        running = self.pid()
+        running = self.running(timeout)
         if running is not None:
-            self.wait_ready(timeout, pid=running)
             return running, 0.0
-        for port in (self.port, self.transport_port):
-            if port_busy(port):
-                raise LocalServiceError(f"127.0.0.1:{port} is already in use by another program; pick --port")
         self.fetch()
         data, logs = self.run_dir / "data", self.run_dir / "logs"
         if fresh:
@@ -119,23 +108,15 @@ class LocalOpenSearch(LocalService):
             "OPENSEARCH_JAVA_OPTS": f"-Xms{self.heap} -Xmx{self.heap}",
             "OPENSEARCH_TMPDIR": str(self.run_dir / "tmp"),
         }
-        started = time.monotonic()
-        with open(self.log_file, "ab") as log:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
-                cwd=self.run_dir, start_new_session=True,  # outlives the command that started it
-            )  # fmt: skip
-        self.pid_file.write_text(f"{process.pid}\n")  # setpriv and the launcher script exec: this is the JVM
-        try:
-            self.wait_ready(timeout, pid=process.pid)
-        except LocalServiceError:
-            self.stop()
-            raise
-        return process.pid, time.monotonic() - started
+        # setpriv and the launcher script exec: the pid is the JVM's.
+        return self.launch(command, timeout, env=environment, cwd=self.run_dir)
 
     @property
     def transport_port(self) -> int:
         return self.port + 100
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.transport_port)
 
     def _settings(self, data: Path, logs: Path) -> list[str]:
         settings = {

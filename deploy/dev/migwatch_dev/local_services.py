@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +42,6 @@ def port_busy(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def require(program: str, what: str) -> None:
-    if shutil.which(program) is None:
-        raise LocalServiceError(f"'{program}' was not found: install {what}")
-
-
 def stop_pid(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM (a clean shutdown), SIGKILL when it hangs; returns once the process is gone."""
     os.kill(pid, signal.SIGTERM)
@@ -67,6 +63,7 @@ class LocalService:
     TITLE: ClassVar[str]  # in messages: "the broker", "OpenSearch"
     LOG: ClassVar[str]  # the log file's name in the run folder
     MAIN_CLASS: ClassVar[bytes]  # what the JVM's command line names
+    ERROR: ClassVar[type[LocalServiceError]] = LocalServiceError  # what its failures raise
 
     port: int
     root: Path
@@ -86,6 +83,53 @@ class LocalService:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    def maven(self, command: list[str], what: str, cwd: Path | None = None) -> None:
+        """Run a Maven command that fetches ``what`` from Maven Central; its last lines in the error when it fails."""
+        for program, package in (
+            ("mvn", "Maven (Debian package 'maven')"),
+            ("java", "a Java runtime >= 17 (Debian package 'openjdk-17-jre-headless')"),
+        ):
+            if shutil.which(program) is None:
+                raise self.ERROR(f"'{program}' was not found: install {package}")  # fmt: skip
+        result = subprocess.run(["mvn", "-B", "-q", *command], capture_output=True, text=True, check=False, cwd=cwd)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+            raise self.ERROR(f"Maven could not fetch {what}:\n{tail}")
+
+    def ports(self) -> tuple[int, ...]:
+        """The ports the service listens on, which must be free before it starts."""
+        raise NotImplementedError
+
+    def running(self, timeout: float) -> int | None:
+        """The pid of the service when it runs already (once it answers); else None, its ports checked free."""
+        pid = self.pid()
+        if pid is not None:
+            self.wait_ready(timeout, pid=pid)
+            return pid
+        for port in self.ports():
+            if port_busy(port):
+                raise self.ERROR(f"127.0.0.1:{port} is already in use by another program; pick --port")
+        return None
+
+    def launch(
+        self, command: list[str], timeout: float, *, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> tuple[int, float]:
+        """Start ``command`` (which must exec the JVM) in its own session, its output to the log; wait until it
+        answers, or stop it. Returns (pid, seconds until ready)."""
+        started = time.monotonic()
+        with open(self.log_file, "ab") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                start_new_session=True,  # outlives the command that started it; stopped by `stop`
+            )  # fmt: skip
+        self.pid_file.write_text(f"{process.pid}\n")
+        try:
+            self.wait_ready(timeout, pid=process.pid)
+        except LocalServiceError:
+            self.stop()
+            raise
+        return process.pid, time.monotonic() - started
+
     def pid(self) -> int | None:
         """The service's pid when it runs, else None (a stale pid file, a recycled pid are ignored)."""
         try:
@@ -101,13 +145,11 @@ class LocalService:
         deadline = time.monotonic() + timeout
         while True:
             if not alive(pid):
-                raise LocalServiceError(
-                    f"{self.TITLE} exited during start-up; last lines of {self.log_file}:\n{self.tail()}"
-                )
+                raise self.ERROR(f"{self.TITLE} exited during start-up; last lines of {self.log_file}:\n{self.tail()}")
             if self.ready():
                 return
             if time.monotonic() > deadline:
-                raise LocalServiceError(f"{self.TITLE} did not answer within {timeout:.0f} s; see {self.log_file}")
+                raise self.ERROR(f"{self.TITLE} did not answer within {timeout:.0f} s; see {self.log_file}")
             time.sleep(0.5)
 
     def stop(self) -> bool:
