@@ -69,15 +69,13 @@ def finish(alert: Alert, record: Target | None, links: AlertLinks) -> None:
     """Add what a SIEM reads to a detector's alert: the target's record (site, labels, allowed hosts,
     kind), the rule, related hosts, the message and the links."""
     detail = alert.migwatch
+    alert.host.type = "hypervisor" if record is not None and record.kind == "host" else "vm"
     if record is not None:
         detail.site = record.site
         if record.hosts:
             detail.allowed_hosts = list(record.hosts)
         if record.labels:
             alert.labels = dict(record.labels)
-        alert.host.type = "hypervisor" if record.kind == "host" else "vm"
-    else:
-        alert.host.type = "vm"
     action = alert.event.action
     key = detail.state if action == "vm-live-migration" else action
     if action == "vm-silent" and detail.state == "cleared":

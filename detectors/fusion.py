@@ -337,12 +337,8 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         self, state: str, ts: float, identity: tuple[str, str, str], phase: str | None, evidence: Evidence,
         *, signs: Signs | None, action: str = "vm-live-migration",
     ) -> Alert:  # fmt: skip
-        target = identity[0]
         assert self.first_ts is not None
-        # The first alerts of a kind keep their earlier ids: a SIEM that saw them drops them as repeats.
-        kind = state if action == "vm-live-migration" else f"{state}|{action}"
-        event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{target}|{self.first_ts!r}|{kind}"))
-        self.last_alert = event_id
+        event_id = self.last_alert = alert_id(identity[0], self.first_ts, state, action)
         where = signs.where() if signs is not None else None
         # Where a VM went beyond the noise is worth one more step of severity than that it moved.
         severity = min(4, SEVERITY[state] + (where is not None))
@@ -356,6 +352,14 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         return alert
 
 
+def alert_id(target: str, first_ts: float, state: str, action: str) -> str:
+    """``event.id``: from the target, its episode's first evidence, the state and the action, so the same alert
+    sent again (a restart, a replay) has the same id. A migration's keep the ids they had before other actions
+    existed: a SIEM that saw them drops them as repeats."""
+    kind = state if action == "vm-live-migration" else f"{state}|{action}"
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{target}|{first_ts!r}|{kind}"))
+
+
 def silence_alert(
     what: str, ts: float, identity: tuple[str, str, str], *, answered_ts: float, silent_s: float, baseline: float | None
 ) -> Alert:
@@ -363,9 +367,9 @@ def silence_alert(
     it answers again (``answers``); see :mod:`~migwatch.detectors.vanished`. Not a migration state: it stays
     ``suspected`` (a vanished VM may have moved, or just stopped), at severity 3 — a SOC wants to know."""
     state = "suspected" if what == "silent" else "cleared"
-    event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{identity[0]}|{answered_ts!r}|{state}|vm-silent"))
     alert = make_alert(
-        state, ts, identity, event_id=event_id, severity=3 if state == "suspected" else 1,
+        state, ts, identity, event_id=alert_id(identity[0], answered_ts, state, "vm-silent"),
+        severity=3 if state == "suspected" else 1,
         likelihood=LIKELIHOOD[Level.SUSPECTED][0], first_ts=answered_ts,
         phase=None, evidence=Evidence(rtt_baseline_ms=baseline), action="vm-silent",
     )  # fmt: skip

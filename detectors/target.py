@@ -95,18 +95,16 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         else:
             self._clock(sample, settings, context)
         self._resolve_lag(ts, context)
-        observer = context.observer if context is not None else "migwatch"
-        identity = (self.target, self.address, observer)
         since = self.vanished.answered_ts  # the silence's start, before an answer ends it
         gone = self.vanished.update(sample, settings.silent_after_s)
-        alerts = [] if gone is None or since is None else [self._silence_alert(gone, ts, since, identity)]
+        alerts = [] if gone is None or since is None else [self._silence_alert(gone, ts, since, context)]
         if self.fusion.level == Level.NONE and self._quiet(ts, settings):
             return self._remembered(alerts, context)  # most samples of most targets: nothing for the fusion
         hosts = self._host_names(ts, context) if context is not None else NO_HOSTS
         recent = self.learner_ts is not None and ts - self.learner_ts <= settings.episode_gap_s
         alerts += self.fusion.assess(
             ts,
-            identity=identity,
+            identity=self._identity(context),
             ping=self.ping,
             ttl=self.ttl,
             lag=self.lag,
@@ -130,10 +128,15 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
                 context.remember_alert(alert)
         return alerts
 
-    def _silence_alert(self, what: str, ts: float, since: float, identity: tuple[str, str, str]) -> Alert:
+    def _identity(self, context: FleetContext | None) -> tuple[str, str, str]:
+        """(target id, address, observer name) of the alerts: built only when an alert may come (not per sample)."""
+        return self.target, self.address, context.observer if context is not None else "migwatch"
+
+    def _silence_alert(self, what: str, ts: float, since: float, context: FleetContext | None) -> Alert:
         return silence_alert(
-            what, ts, identity, answered_ts=since, silent_s=round(ts - since, 3), baseline=self.ping.baseline.median
-        )
+            what, ts, self._identity(context), answered_ts=since, silent_s=round(ts - since, 3),
+            baseline=self.ping.baseline.median,
+        )  # fmt: skip
 
     def _clock(self, sample: ClockSample, settings: DetectorSettings, context: FleetContext | None) -> None:
         ts, ping, lag = sample.ts, self.ping, self.lag
