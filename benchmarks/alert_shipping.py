@@ -15,7 +15,6 @@ All traffic is to 127.0.0.1; every loop is bounded.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -66,15 +65,6 @@ def publish(bootstrap: str, topic: str, batch: list[Alert]) -> None:
     producer.close()
 
 
-def count(node: LocalOpenSearch, index: str) -> int:
-    try:
-        urllib.request.urlopen(f"{node.url}/{index}/_refresh", data=b"", timeout=30).close()
-        with urllib.request.urlopen(f"{node.url}/{index}/_count", timeout=30) as response:
-            return int(json.load(response)["count"])
-    except OSError:
-        return -1
-
-
 def migwatch(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "migwatch.cli", "alerts", *args, "--config", str(config)],
                           capture_output=True, text=True, timeout=1800, check=True)  # fmt: skip
@@ -103,7 +93,7 @@ def main() -> None:
             started = time.perf_counter()
             shipped = migwatch(config, "ship", "--to", node.url, "--index", index, "--count", str(args.alerts))
             ship_s = time.perf_counter() - started
-            assert count(node, index) == args.alerts, shipped.stderr
+            assert node.count(index) == args.alerts, shipped.stderr
             print(f"{args.alerts:,} alerts: tail {args.alerts / tail_s:,.0f}/s ({tail_s:.1f} s), ship into OpenSearch "
                   f"{args.alerts / ship_s:,.0f}/s ({ship_s:.1f} s), ship/tail {tail_s / ship_s:.2f}x "
                   "(both include the process start and the group join)")  # fmt: skip
@@ -127,7 +117,7 @@ def _outage(bootstrap: str, node: LocalOpenSearch, config: Path, topic: str, arg
         try:
             publish(bootstrap, topic, before)
             deadline = time.monotonic() + 300
-            while count(node, index) < args.alerts + len(before) and time.monotonic() < deadline:
+            while node.count(index) < args.alerts + len(before) and time.monotonic() < deadline:
                 time.sleep(0.5)
             node.stop()
             stopped = time.monotonic()
@@ -136,14 +126,14 @@ def _outage(bootstrap: str, node: LocalOpenSearch, config: Path, topic: str, arg
             node.start()
             back = time.monotonic()
             deadline = back + 600
-            while count(node, index) < expected and time.monotonic() < deadline:
+            while node.count(index) < expected and time.monotonic() < deadline:
                 time.sleep(0.5)
             caught_up = time.monotonic() - back
             shipper.wait(120)
         finally:
             if shipper.poll() is None:
                 shipper.kill()
-    indexed = count(node, index)
+    indexed = node.count(index)
     retries = Path(config).parent.joinpath("ship.log").read_text().count("the search engine is unavailable")
     print(f"engine stopped for {args.outage_s:.0f} s while {len(during):,} alerts came: {indexed:,} of {expected:,} "
           f"indexed {caught_up:.1f} s after it was back (its own start included), {expected - indexed} lost; "

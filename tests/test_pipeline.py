@@ -150,19 +150,13 @@ def found_by_the_soc(node: LocalOpenSearch, env: dict[str, str], raised: list[Al
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert shipped.returncode == 0, shipped.stderr
-    urllib.request.urlopen(f"{node.url}/{index}/_refresh", data=b"", timeout=30).close()
     detection = {"bool": {"filter": [
         {"query_string": {"query": "event.action:vm-live-migration AND migwatch.state:confirmed"}},
         {"range": {"@timestamp": {"gte": "now-10m"}}},
         {"term": {"host.name": "vm-moving"}},
         {"term": {"host.ip": confirmed.migwatch.address}},
     ]}}  # fmt: skip
-    request = urllib.request.Request(
-        f"{node.url}/{index}/_search", data=json.dumps({"query": detection}).encode(),
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as response:
-        hits = [hit["_source"] for hit in json.load(response)["hits"]["hits"]]
+    hits = [hit["_source"] for hit in node.search(index, {"query": detection})["hits"]["hits"]]
     assert [hit["event"]["id"] for hit in hits] == [confirmed.event.id]
     assert hits[0]["message"].startswith("vm vm-moving: live migration confirmed, clock ")
     assert hits[0]["event"]["created"] >= hits[0]["@timestamp"][:19]

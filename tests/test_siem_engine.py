@@ -41,21 +41,8 @@ UNIQUE = {alert.event.id for alert in ALERTS}
 
 
 def search(node: LocalOpenSearch, index: str, query: dict[str, Any], size: int = 1000) -> list[dict[str, Any]]:
-    request = urllib.request.Request(
-        f"{node.url}/{index}/_search", data=json.dumps({"query": query, "size": size}).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return [hit["_source"] for hit in json.load(response)["hits"]["hits"]]
-
-
-def count(node: LocalOpenSearch, index: str) -> int:
-    try:
-        urllib.request.urlopen(f"{node.url}/{index}/_refresh", data=b"", timeout=30).close()
-        with urllib.request.urlopen(f"{node.url}/{index}/_count", timeout=30) as response:
-            return int(json.load(response)["count"])
-    except OSError:  # not there yet, or the engine is away
-        return -1
+    """The documents a query finds."""
+    return [hit["_source"] for hit in node.search(index, {"query": query, "size": size})["hits"]["hits"]]
 
 
 @pytest.fixture
@@ -106,7 +93,7 @@ def test_every_field_is_mapped_with_its_ecs_type_and_detection_queries_find_the_
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"shipped {len(ALERTS)} alerts" in done.stderr
-    assert count(opensearch, index) == len(UNIQUE)
+    assert opensearch.count(index) == len(UNIQUE)
 
     with urllib.request.urlopen(f"{opensearch.url}/{index}/_mapping", timeout=30) as response:
         mapping = next(iter(json.load(response).values()))["mappings"]["properties"]
@@ -166,12 +153,7 @@ def ready_made_rules_find_what_they_say(node: LocalOpenSearch, index: str) -> No
         totals = []
         for end_ms in (last_ms, last_ms + 300_000):
             [search_input] = json.loads(path.read_text().replace("{{period_end}}", str(end_ms)))["inputs"]
-            request = urllib.request.Request(
-                f"{node.url}/{index}/_search", data=json.dumps(search_input["search"]["query"]).encode(),
-                headers={"Content-Type": "application/json"},
-            )  # fmt: skip
-            with urllib.request.urlopen(request, timeout=30) as response:
-                totals.append(json.load(response)["hits"]["total"]["value"])
+            totals.append(node.search(index, search_input["search"]["query"])["hits"]["total"]["value"])
         # The trigger's condition is ctx.results[0].hits.total.value > 0.
         assert totals[0] > 0 and totals[1] == 0, (path.name, totals)
 
@@ -198,7 +180,7 @@ def test_the_engine_away_for_30_s_loses_nothing_repeats_nothing_and_refusals_are
     process = shipper(config, opensearch.url, index, log)
     try:
         publish(kafka_bootstrap, names.alerts, encoded(before))
-        wait_for(lambda: count(opensearch, index) == len(before), 60, log.read_text)
+        wait_for(lambda: opensearch.count(index) == len(before), 60, log.read_text)
         opensearch.stop()
         stopped = time.monotonic()
         # While it is away: the rest, the two refusals, and every alert of before again (a worker's restart).
@@ -206,7 +188,7 @@ def test_the_engine_away_for_30_s_loses_nothing_repeats_nothing_and_refusals_are
         time.sleep(max(0.0, 30.0 - (time.monotonic() - stopped)))
         opensearch.start()
         restarted = time.monotonic()
-        wait_for(lambda: count(opensearch, index) == len(UNIQUE), 120, log.read_text)
+        wait_for(lambda: opensearch.count(index) == len(UNIQUE), 120, log.read_text)
         print(f"all {len(UNIQUE)} alerts indexed {time.monotonic() - restarted:.1f} s after the engine came back")
         assert process.poll() is None
     finally:

@@ -24,6 +24,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from migwatch_dev.local_services import LocalService, LocalServiceError, cache_root
 
@@ -117,6 +118,24 @@ class LocalOpenSearch(LocalService):
 
     def ports(self) -> tuple[int, ...]:
         return (self.port, self.transport_port)
+
+    def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The answer of ``_search`` on ``index`` (refreshed first: what was indexed is searchable)."""
+        urllib.request.urlopen(f"{self.url}/{index}/_refresh", data=b"", timeout=30).close()
+        request = urllib.request.Request(
+            f"{self.url}/{index}/_search", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return dict(json.load(response))
+
+    def count(self, index: str) -> int:
+        """Documents in ``index`` (refreshed first); -1 while the index or the node is not there."""
+        try:
+            urllib.request.urlopen(f"{self.url}/{index}/_refresh", data=b"", timeout=30).close()
+            with urllib.request.urlopen(f"{self.url}/{index}/_count", timeout=30) as response:
+                return int(json.load(response)["count"])
+        except OSError:
+            return -1
 
     def _settings(self, data: Path, logs: Path) -> list[str]:
         settings = {
