@@ -132,7 +132,7 @@ def ship(
             records = [record for part in polled.values() for record in part]
             now = time.monotonic()
             if now - last_progress >= PROGRESS_EVERY_S:
-                print(f"migwatch alerts ship: {shipped.line()}", file=sys.stderr, flush=True)
+                _say(shipped.line())
                 last_progress = now
             if not records:
                 if idle_s is not None and now - last_message > idle_s:
@@ -150,7 +150,7 @@ def ship(
     finally:
         consumer.close(autocommit=False)
         producer.close()
-    print(f"migwatch alerts ship: {shipped.line()}", file=sys.stderr, flush=True)
+    _say(shipped.line())
     return shipped
 
 
@@ -192,8 +192,7 @@ def _retrying(shipped: Shipped, consumer: KafkaConsumer | None, attempt: Callabl
             result = attempt()
         except EngineUnavailableError as error:
             shipped.retries += 1
-            print(f"migwatch alerts ship: the search engine is unavailable ({error}); retrying in {pause:.1f} s",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            _say(f"the search engine is unavailable ({error}); retrying in {pause:.1f} s")
             _wait(consumer, pause)
             pause = min(RETRY_MAX_S, pause * 2)
             continue
@@ -222,5 +221,9 @@ def _commit(consumer: KafkaConsumer, records: list[ConsumerRecord]) -> None:
     try:
         consumer.commit({partition: OffsetAndMetadata(offset, "", -1) for partition, offset in offsets.items()})
     except CommitFailedError as error:
-        print(f"migwatch alerts ship: commit failed after a rebalance ({error}); the new owner ships those again",
-              file=sys.stderr, flush=True)  # fmt: skip
+        _say(f"commit failed after a rebalance ({error}); the new owner ships those again")
+
+
+def _say(text: str) -> None:
+    """Progress and trouble on stderr, at once (stdout stays free for a pipe)."""
+    print(f"migwatch alerts ship: {text}", file=sys.stderr, flush=True)
