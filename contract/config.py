@@ -54,6 +54,9 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     topic_prefix: str = "migwatch."
     # ping and ntp must have the same count (co-partitioned), and Faust's changelogs follow it.
     partitions: int = 8
+    # Copies of every topic migwatch creates (the contract's and Faust's changelogs): 1 for a one-broker
+    # development Kafka, 3 on a production cluster so that no acknowledged sample or alert rests on one broker.
+    replication_factor: int = 1
     # Names this process in the broker's logs and quotas.
     client_id: str = "migwatch"
     # How long a client waits for the first broker to answer before it reports the brokers unreachable.
@@ -85,6 +88,8 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
             raise FieldError(f"connect_timeout_s: must be > 0 and <= 3600, got {self.connect_timeout_s!r}")
         if not 1 <= self.partitions <= 10_000:
             raise FieldError(f"partitions: must be between 1 and 10000, got {self.partitions!r}")
+        if not 1 <= self.replication_factor <= 32:
+            raise FieldError(f"replication_factor: must be between 1 and 32, got {self.replication_factor!r}")
         self._check_security()
 
     def _check_security(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import socket
 import struct
@@ -39,6 +40,9 @@ _TTL_MESSAGES = ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socke
 _ECHO_REPLY = {4: 0, 6: 129}
 _ID_SEQUENCE = struct.Struct("!HH")
 PAYLOAD = b"migwatch"
+
+
+log = logging.getLogger(__name__)
 
 
 class IcmpUnavailableError(RuntimeError):
@@ -140,6 +144,8 @@ def open_socket(version: int, privileged: bool | None = None) -> TimestampedICMP
         except (SocketPermissionError, PermissionError, OSError):
             continue
         sock.enable_ancillary()
+        # Which kind the probe got is the first question when ICMP misbehaves in a container: say it once.
+        log.info("ICMPv%d: %s", version, "raw sockets" if raw else "unprivileged sockets (net.ipv4.ping_group_range)")
         return sock
     low, high = _ping_group_range()
     raw = "raw sockets were not asked for" if privileged is False else "raw sockets need root or CAP_NET_RAW"

@@ -89,6 +89,7 @@ def faust_app(config: Config) -> faust.App:
         store="rocksdb://" if worker.store == "rocksdb" else "memory://",
         datadir=worker.datadir,
         topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication_factor,
         # The contract topics exist already (created up front with kafka.partitions); Faust creates only
         # its changelogs, with the same count.
         topic_allow_declare=True,

@@ -39,7 +39,7 @@ def prepare_topics(config: Config, app: faust.App) -> None:
     kafka = config.kafka
     admin = clients.admin(kafka)
     try:
-        ensure_topics(admin, kafka.topic_prefix, kafka.partitions)
+        ensure_topics(admin, kafka.topic_prefix, kafka.partitions, replication=kafka.replication_factor)
         create_missing(admin, changelog_topics(app))
     finally:
         admin.close()

@@ -56,6 +56,14 @@ def test_every_rendered_object_is_valid() -> None:
               if obj["kind"] == "KafkaTopic"}  # fmt: skip
     assert topics["migwatch.targets"] == "compact" and topics["migwatch.ping"] == "delete"
     assert topics["migwatch.silences"] == topics["migwatch.hosts"] == "compact"
+    # One replication factor for every topic: Strimzi's and the ones the workers create (changelogs too).
+    assert {obj["spec"]["replicas"] for obj in objects if obj["kind"] == "KafkaTopic"} == {3}
+    for spec in _pod_specs(objects).values():
+        for container in spec["containers"]:
+            env = {v["name"]: v.get("value") for v in container.get("env", [])}
+            assert env.get("MIGWATCH_KAFKA_REPLICATION_FACTOR", "3") == "3", container["name"]
+    workers = [c for s in _pod_specs(objects).values() for c in s["containers"] if c["name"] == "worker"]
+    assert {v["value"] for v in workers[0]["env"] if v["name"] == "MIGWATCH_KAFKA_REPLICATION_FACTOR"} == {"3"}
 
 
 def test_pods_run_as_non_root_with_no_capability_and_probes_get_unprivileged_icmp() -> None:
@@ -68,6 +76,23 @@ def test_pods_run_as_non_root_with_no_capability_and_probes_get_unprivileged_icm
             assert context["allowPrivilegeEscalation"] is False, name
     sysctls = specs["mw-probe-dc1"]["securityContext"]["sysctls"]
     assert sysctls == [{"name": "net.ipv4.ping_group_range", "value": "0 2147483647"}]
+
+
+def test_raw_icmp_probes_get_net_raw_alone_and_no_sysctl() -> None:
+    objects = _render("probes.icmp=raw")
+    specs = _pod_specs(objects)
+    probe = specs["mw-probe-dc1"]
+    (context,) = (container["securityContext"] for container in probe["containers"])
+    # uid 0 because Kubernetes sets no ambient capabilities: a non-root process would not hold NET_RAW.
+    assert context["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]} and context["runAsUser"] == 0
+    assert context["readOnlyRootFilesystem"] and context["allowPrivilegeEscalation"] is False
+    assert "sysctls" not in probe["securityContext"]
+    for name, spec in specs.items():  # the workers and the hook are as before: non-root, nothing added
+        if name != "mw-probe-dc1":
+            assert all(c["securityContext"]["capabilities"] == {"drop": ["ALL"]} for c in spec["containers"]), name
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
 
 
 SECURE = ("kafka.securityProtocol=SASL_SSL", "kafka.sasl.username=migwatch", "kafka.sasl.passwordSecret=kafka-pw",

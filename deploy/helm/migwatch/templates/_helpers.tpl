@@ -12,6 +12,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.kafka.topicPrefix | quote }}
 - name: MIGWATCH_KAFKA_PARTITIONS
   value: {{ .Values.kafka.partitions | quote }}
+- name: MIGWATCH_KAFKA_REPLICATION_FACTOR
+  value: {{ .Values.kafka.replicationFactor | quote }}
 - name: MIGWATCH_KAFKA_SECURITY_PROTOCOL
   value: {{ .Values.kafka.securityProtocol | quote }}
 {{- if hasPrefix "SASL" .Values.kafka.securityProtocol }}
