@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 
 
@@ -16,3 +17,12 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str | Callab
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s:.0f} s: {what() if callable(what) else what}")
         time.sleep(0.5)
+
+
+def http_get(url: str) -> bytes | None:
+    """A page's body, or None while nothing answers there (a process still starting, or gone)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bytes(response.read())
+    except OSError:
+        return None

@@ -7,8 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +19,7 @@ from migwatch.contract.records import PingSample, Sample
 from migwatch.contract.topics import TopicNames
 from migwatch_dev.lab.processes import stop
 from tests.conftest import free_port_pair
+from tests.processes import http_get
 
 
 class StreamWorker:
@@ -46,11 +45,7 @@ class StreamWorker:
 
     def get(self, path: str) -> bytes | None:
         """The body of a page, or None while the web server is not up."""
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as response:
-                return bytes(response.read())
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
+        return http_get(self.url + path)
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Target id -> its status, as /status reports it (empty while the worker is not up)."""

@@ -15,8 +15,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -36,7 +34,7 @@ from migwatch_dev.lab.emulated_lab import BASE_DELAY_MS, start_copy, switch
 from migwatch_dev.lab.link_emulator import EmulatedLink, emulated_link
 from tests import kube_play
 from tests.conftest import free_port_pair
-from tests.processes import wait_for
+from tests.processes import http_get, wait_for
 from tests.stream_workers import read_all
 
 UID = 10001  # the image's user, as the chart's securityContext sets it
@@ -238,9 +236,5 @@ def test_the_rendered_chart_runs_as_pods_probes_publish_and_workers_confirm_a_mi
 
 
 def get(url: str) -> str:
-    """A page's body, or "" while nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return ""
+    """A page's body as text, or "" while nothing answers."""
+    return (http_get(url) or b"").decode()

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,21 +22,13 @@ from migwatch_dev.lab.emulated_lab import BASE_DELAY_MS, start_copy, switch
 from migwatch_dev.lab.link_emulator import EmulatedLink, emulated_link
 from migwatch_dev.lab.processes import stop
 from tests.conftest import free_port_pair
-from tests.processes import wait_for
+from tests.processes import http_get, wait_for
 
 
 @pytest.fixture
 def host() -> Iterator[EmulatedLink]:
     with emulated_link(BASE_DELAY_MS, own_monitor=True) as made:
         yield made
-
-
-def _get(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return bytes(response.read())
-    except OSError:
-        return None
 
 
 def test_watch_prints_a_confirmed_migration(host: EmulatedLink, tmp_path: Path) -> None:
@@ -58,7 +49,7 @@ def test_watch_prints_a_confirmed_migration(host: EmulatedLink, tmp_path: Path) 
         try:
 
             def status() -> dict:
-                body = _get(f"http://127.0.0.1:{port}/status")
+                body = http_get(f"http://127.0.0.1:{port}/status")
                 return {t["target"]: t for t in json.loads(body)["targets"]} if body else {}
 
             def settled() -> bool:
@@ -83,10 +74,10 @@ def test_watch_prints_a_confirmed_migration(host: EmulatedLink, tmp_path: Path) 
             ), states  # fmt: skip
             assert {a.observer.name for a in printed()} == {"watcher"}
             assert status()["vm-1"]["state"] == "confirmed"
-            metrics = _get(f"http://127.0.0.1:{port}/metrics").decode()  # type: ignore[union-attr]
+            metrics = http_get(f"http://127.0.0.1:{port}/metrics").decode()  # type: ignore[union-attr]
             assert 'migwatch_worker_alerts_total{state="confirmed"} 1.0' in metrics
             assert "migwatch_probe_lateness_seconds_bucket" in metrics
-            chart = json.loads(_get(f"http://127.0.0.1:{port}/targets/vm-1/chart"))  # type: ignore[arg-type]
+            chart = json.loads(http_get(f"http://127.0.0.1:{port}/targets/vm-1/chart"))  # type: ignore[arg-type]
             assert any(point["unanswered"] for point in chart["points"])
         finally:
             assert stop(watch) == 0, (tmp_path / "stderr").read_text()

@@ -26,7 +26,7 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 BASE_IMAGE = "localhost/debian-python:bookworm"
 IMAGE = "localhost/migwatch:dev"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-TOOLS = ("podman", "mmdebstrap")
+INSTALL = "apt-get install podman buildah runc mmdebstrap"
 
 # The base behaves as python:3.11-slim does for a Dockerfile: python at /usr/local/bin, pip allowed to install.
 BASE_HOOK = (
@@ -46,9 +46,8 @@ def env() -> dict[str, str]:
 
 def podman(*args: str, capture: bool = True, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
     """Runs podman with the project's settings; ImageError with its last output lines when it fails."""
-    missing = [tool for tool in TOOLS[:1] if shutil.which(tool) is None]
-    if missing:
-        raise ImageError(f"{missing[0]} is not installed: apt-get install podman buildah runc mmdebstrap")
+    if shutil.which("podman") is None:
+        raise ImageError(f"podman is not installed: {INSTALL}")
     done = subprocess.run(["podman", *args], check=False, env=env(), capture_output=capture, text=True, timeout=timeout)
     if done.returncode != 0:
         tail = "\n".join(((done.stdout or "") + (done.stderr or "")).strip().splitlines()[-15:])
@@ -65,7 +64,7 @@ def build_base() -> float:
     if exists(BASE_IMAGE):
         return 0.0
     if shutil.which("mmdebstrap") is None:
-        raise ImageError("mmdebstrap is not installed: apt-get install podman buildah runc mmdebstrap")
+        raise ImageError(f"mmdebstrap is not installed: {INSTALL}")
     started = time.monotonic()
     print(f"making the base image {BASE_IMAGE} (mmdebstrap of Debian bookworm, once) ...", flush=True)
     strap = subprocess.Popen(
