@@ -154,6 +154,10 @@ class ProbeSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     buffer_samples: int = 200_000
     spill_dir: str = msgspec.field(default_factory=lambda: str(_state_home() / "spill"))
     spill_limit_mb: int = 1024
+    # Samples go to Kafka in batches (CONTRACT section 1): per partition, what came within batch_linger_ms, or
+    # batch_max_samples as soon as that many wait. 1: one sample per message, as before batches.
+    batch_linger_ms: int = 100
+    batch_max_samples: int = 1000
     # Targets from the config file, or shared by the site's workers through the compacted targets topic.
     targets_from: Literal["config", "topic"] = "config"
     session_timeout_s: float = 10.0  # a lost worker's targets move to the others after this
@@ -172,6 +176,10 @@ class ProbeSettings(_Section, kw_only=True, forbid_unknown_fields=True):
                 raise FieldError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
         if not 0 <= self.metrics_port < 65536:
             raise FieldError(f"metrics_port: must be between 0 and 65535, got {self.metrics_port!r}")
+        if not 0 <= self.batch_linger_ms <= 10_000:
+            raise FieldError(f"batch_linger_ms: must be between 0 and 10000, got {self.batch_linger_ms!r}")
+        if not 1 <= self.batch_max_samples <= 10_000:
+            raise FieldError(f"batch_max_samples: must be between 1 and 10000, got {self.batch_max_samples!r}")
         if not 0 < self.ntp_port < 65536:
             raise FieldError(f"ntp_port: must be between 1 and 65535, got {self.ntp_port!r}")
 

@@ -69,6 +69,12 @@ def encode_line(sample: Sample) -> bytes:
     return tag + encode(sample)[1:] + b"\n"
 
 
+def encode_record(line: TraceLine) -> bytes:
+    """A trace line's sample as its topic carries it: the contract record, without the ``type`` tag."""
+    encoded = encode(line)  # msgspec writes the tag first
+    return b"{" + encoded[len(_TAGS[PingSample if isinstance(line, PingLine) else ClockSample]) :]
+
+
 class TraceWriter:
     """Writes samples as trace lines, gzip-compressed when the name ends in ``.gz``."""
 

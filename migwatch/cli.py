@@ -86,7 +86,7 @@ def _add_running_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> N
 
 
 def _add_trace_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    """The verbs that read trace files: replay, eval, plot."""
+    """The verbs that read trace files: replay, publish, eval, plot."""
     replay = verb("replay", "run the detectors over a trace, write the alerts as JSON Lines")
     replay.add_argument("--trace", required=True, metavar="T")
     replay.add_argument("--out", required=True, metavar="A")
@@ -98,6 +98,14 @@ def _add_trace_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> Non
     evaluate.add_argument(
         "--config", metavar="F", help="take the [detectors] settings and the targets from this config"
     )
+    publish = verb("publish", "publish a trace's samples into the sample topics through the probes' publisher")
+    publish.add_argument("--trace", required=True, metavar="T")
+    _config_argument(publish)
+    publish.add_argument("--rate", type=float, metavar="R", help="samples/s (default: as fast as Kafka takes them)")
+    publish.add_argument(
+        "--batch", type=int, metavar="N", help="samples per message at most (default: [probe] batch_max_samples; "
+        "1: one sample per message, as before batches)",
+    )  # fmt: skip
     plot = verb("plot", "chart RTT, unanswered pings and clock offset of one target")
     plot.add_argument("--trace", required=True, metavar="T")
     plot.add_argument("--target", required=True, metavar="ID")
@@ -202,6 +210,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from migwatch.publish_trace import PublishError, publish
+
+    settings = config_module.load(args.config)
+    if args.rate is not None and not 0 < args.rate <= 10_000_000:
+        raise FieldError(f"--rate: must be > 0 and <= 10000000 samples/s, got {args.rate!r}")
+    batch = settings.probe.batch_max_samples if args.batch is None else args.batch
+    if not 1 <= batch <= 10_000:
+        raise FieldError(f"--batch: must be between 1 and 10000, got {batch!r}")
+    if not Path(args.trace).is_file():
+        raise FieldError(f"--trace: no such file, got {args.trace!r}")
+    try:
+        publish(settings.kafka, args.trace, rate=args.rate, batch_max_samples=batch,
+                linger_s=settings.probe.batch_linger_ms / 1000)  # fmt: skip
+    except PublishError as error:
+        print(f"migwatch: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
 def _probe(args: argparse.Namespace) -> int:
     from migwatch.probes.worker import run
 
@@ -276,6 +304,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "targets": _targets,
     "silences": silence_admin.main,
     "replay": _replay,
+    "publish": _publish,
     "eval": _eval,
     "plot": _plot,
     "record": _record,

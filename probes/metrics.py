@@ -45,6 +45,10 @@ class ProbeCollector(Collector):
             yield CounterMetricFamily(
                 "migwatch_probe_samples_sent", "Samples acknowledged by Kafka", value=publisher.sent
             )
+            yield CounterMetricFamily(
+                "migwatch_probe_messages_sent", "Kafka messages acknowledged (batches of samples)",
+                value=publisher.messages,
+            )  # fmt: skip
             yield GaugeMetricFamily(
                 "migwatch_probe_samples_buffered", "Samples waiting for Kafka", value=publisher.queued
             )

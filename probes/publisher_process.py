@@ -23,7 +23,7 @@ from migwatch.contract.records import ClockSample, DeadLetter, PingSample
 from migwatch.contract.topics import TopicNames
 
 _FRAME = struct.Struct("!BHI")  # topic (0 ping, 1 ntp, 2 deadletter), key length, value length
-_COUNTERS = ("sent", "dropped", "spilled", "queued", "left_over")
+_COUNTERS = ("sent", "messages", "dropped", "spilled", "queued", "left_over")
 
 
 def _child(connection: Connection, settings: KafkaSettings, spill: Path, options: dict[str, Any], shared: Any) -> None:

@@ -26,6 +26,8 @@ async def probe(config: Config, duration_s: float | None = None) -> tuple[Schedu
         Path(settings.spill_dir) / f"{settings.name}.spill",
         memory_limit=settings.buffer_samples,
         spill_limit_bytes=settings.spill_limit_mb << 20,
+        linger_s=settings.batch_linger_ms / 1000,
+        batch_max_samples=settings.batch_max_samples,
     )
     scheduler = Scheduler(settings, publisher.publish)
     if settings.metrics_port:

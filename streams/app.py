@@ -1,19 +1,22 @@
 """The stream worker's Faust app, declared top to bottom: topics, tables, agents, web pages.
 
 ``ping`` and ``ntp`` are co-partitioned (same key, same partition count), so one agent reading both topics
-sees every sample of a target in the same partition: that is the join. Samples come in batches; a batch is
-decoded, bad messages go to the dead-letter topic, the samples are sorted by ``ts`` and each runs through
-its partition's detectors (:mod:`~migwatch.streams.partitions`), alerts are published and awaited
-before the batch's offsets are committed (at least once; ``event.id`` is stable, so a SIEM drops repeats).
+sees every sample of a target in the same partition: that is the join. A message is one sample or a batch of
+them (CONTRACT section 1, migwatch.contract.batches); messages are taken in batches too (Faust's
+``take_events``); a batch of them is decoded, what cannot be used goes to the dead-letter topic, the
+samples are sorted by ``ts`` and each runs through its partition's detectors
+(:mod:`~migwatch.streams.partitions`), alerts are published and awaited before the batch's offsets are
+committed (at least once; ``event.id`` is stable, so a SIEM drops repeats).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -21,6 +24,7 @@ import faust
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
+from migwatch.contract import batches
 from migwatch.contract.codec import decode, encode
 from migwatch.contract.config import Config, KafkaSettings, WorkerSettings
 from migwatch.contract.fields import FieldError
@@ -28,7 +32,9 @@ from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, 
 from migwatch.contract.topics import TopicNames
 from migwatch.detectors.alert_text import stamp_created
 from migwatch.detectors.target_group import Directory
+from migwatch.kafka_io.partitioning import Partitioner
 from migwatch.streams import views
+from migwatch.streams.alignment import Aligner
 from migwatch.streams.consumer import Transport
 from migwatch.streams.event_context import acting_for
 from migwatch.streams.metrics import WorkerMetrics
@@ -117,6 +123,10 @@ def faust_app(config: Config) -> faust.App:
 
 # A message of a batch that could not be used, with the key it came with.
 Dead = tuple[DeadLetter, bytes | None]
+# A sample, the event of the message it came in and its own bytes (for its dead letter).
+Pair = tuple[Sample, EventT, bytes]
+# A sample topic-partition behind for this long without a new message counts as caught up (see behind()).
+ALIGN_STALL_S = 5.0
 
 
 class WorkerApp:
@@ -131,6 +141,7 @@ class WorkerApp:
     def __init__(self, config: Config, tables: Tables | None = None, directory: Directory | None = None) -> None:
         self.settings = config.worker
         self.names = names = TopicNames(config.kafka.topic_prefix)
+        self.partitioner = Partitioner(config.kafka.partitions)  # which partition a batch's targets belong to
         self.app = app = faust_app(config)
 
         # ---------------------------------------------------------------------------------------- topics
@@ -159,6 +170,8 @@ class WorkerApp:
         self.metrics = WorkerMetrics()
         self.metrics.start_at_zero([names.ping, names.ntp], names.feedback)
         self.partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
+        self.aligner: Aligner[Pair] = Aligner((names.ping, names.ntp))
+        self.stalls: dict[tuple[str, int], tuple[int | None, float]] = {}  # behind since (offset, monotonic)
 
         # ---------------------------------------------------------------------------------------- agents
         app.agent(self.samples_topic, name="detect")(self.detect)
@@ -173,53 +186,115 @@ class WorkerApp:
         """Agent: samples in batches; alerts and dead letters are acknowledged before the offsets commit."""
         async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_within_s):
             started = time.perf_counter()
-            alerts, dead = self.process_samples(events, now=time.time())
+            alerts, dead = self.process_samples(events, now=time.time(), behind=await self.behind())
             await self.publish(alerts, dead)
             await self.report_hosts()
             self.metrics.batch_samples.observe(len(events))
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    def process_samples(self, events: Sequence[EventT], *, now: float) -> tuple[list[Alert], list[Dead]]:
-        """Decode a batch, run its samples through their partitions' detectors in ``ts`` order across the
-        partitions (a VM's hypervisor may sit in another one), write the rows that are due; the alerts
-        raised and the dead letters. ``now`` is this worker's clock."""
-        pairs: list[tuple[Sample, EventT]] = []
+    async def behind(self) -> set[tuple[str, int]]:
+        """The sample topic-partitions with messages this agent has not yet seen (migwatch.streams.alignment).
+
+        One seen moves on by its offsets; one not seen since the assignment by the consumer's position (a
+        new group at the end of an old topic is not behind). One that stays behind without a new message for
+        ALIGN_STALL_S counts as caught up: no sample waits for ever on a partition that delivers nothing.
+        """
+        consumer, behind, now = self.app.consumer, set(), time.monotonic()
+        for tp in consumer.assignment():
+            if tp.topic not in self.aligner.topics:
+                continue
+            key = (tp.topic, tp.partition)
+            seen = self.aligner.offsets.get(key)
+            end = consumer.highwater(tp)
+            read = seen + 1 if seen is not None else await consumer.position(tp)
+            if end is None or read is None or read >= end:
+                self.stalls.pop(key, None)
+                continue
+            since = self.stalls.setdefault(key, (seen, now))
+            if since[0] != seen:
+                self.stalls[key] = (seen, now)
+            elif now - since[1] > ALIGN_STALL_S:
+                continue
+            behind.add(key)
+        return behind
+
+    def process_samples(
+        self, events: Sequence[EventT], *, now: float, behind: Collection[tuple[str, int]] = ()
+    ) -> tuple[list[Alert], list[Dead]]:
+        """Decode a batch, run the samples that may go (the partition's other topic has reached them, see
+        migwatch.streams.alignment; ``behind``: the sample topic-partitions not yet read to their end)
+        through their partitions' detectors in ``ts`` order across the partitions (a VM's hypervisor may sit
+        in another one), write the rows that are due; the alerts raised and the dead letters. ``now`` is this
+        worker's clock."""
         dead: list[Dead] = []
         counts: Counter[str] = Counter()
         for event in events:
+            good = self.unpack(event, now, dead)
             message = event.message
-            kind = PingSample if message.topic == self.names.ping else ClockSample
-            try:
-                sample = decode_message(kind, message.key, message.value)
-                check_time(sample, now, self.settings)
-            except FieldError as error:
-                dead.append((dead_letter(event, str(error)), message.key))
-                continue
-            pairs.append((sample, event))
-            counts[message.topic] += 1
-        pairs.sort(key=_ts)  # stable: each target's samples in event-time order, ping and ntp merged
+            self.aligner.add(message.topic, message.partition, message.offset,
+                             [(sample.ts, (sample, event, payload)) for sample, payload in good])  # fmt: skip
+            counts[message.topic] += len(good)
+        for topic, count in counts.items():
+            self.metrics.samples.labels(topic).inc(count)
+        held = {partition for _, partition in self.aligner.reached}
+        return self.detect_released([self.aligner.release(partition, behind) for partition in held], dead), dead
+
+    def detect_released(self, released: list[list[Pair]], dead: list[Dead]) -> list[Alert]:
+        """Run released samples (each partition's in ``ts`` order) through the detectors, merged in ``ts``
+        order across the partitions; write the rows that are due. A detector failure's dead letters go to
+        ``dead``."""
+        pairs = list(heapq.merge(*released, key=_ts))
         alerts: list[Alert] = []
         for partition, run in groupby(pairs, key=_partition):
             alerts += self._detect_run(partition, list(run), dead)
-        for partition in {event.message.partition for _, event in pairs}:
+        for partition in {event.message.partition for _, event, _ in pairs}:
             with acting_for(self.partition_events[partition]):
                 self.metrics.checkpoints.inc(self.partitions.checkpoint(partition))
             self.host_reports += self.partitions.host_reports(partition)
-        for topic, count in counts.items():
-            self.metrics.samples.labels(topic).inc(count)
-        return alerts, dead
+        return alerts
 
-    def _detect_run(self, partition: int, pairs: list[tuple[Sample, EventT]], dead: list[Dead]) -> list[Alert]:
+    def unpack(self, event: EventT, now: float, dead: list[Dead]) -> list[tuple[Sample, bytes]]:
+        """A message's usable samples, each with its own bytes; what cannot be used goes to ``dead``. A
+        message is one sample, or a batch (CONTRACT section 1): an unreadable batch is one dead letter, a
+        bad sample inside a good batch its own, and so is a sample of a target of another partition (its
+        state would split between workers)."""
+        message = event.message
+        kind = PingSample if message.topic == self.names.ping else ClockSample
+        batched = batches.is_batch(message.headers)
+        try:
+            payloads = batches.split_batch(message.value) if batched else [message.value]
+        except FieldError as error:
+            dead.append((dead_letter(event, str(error)), message.key))
+            return []
+        good = []
+        for payload in payloads:
+            try:
+                if batched:
+                    sample = decode(kind, payload)
+                    if (owner := self.partitioner.of(sample.target.encode())) != message.partition:
+                        raise FieldError(f"target: {sample.target!r} belongs to partition {owner}, "
+                                         f"the batch is on partition {message.partition}")  # fmt: skip
+                else:
+                    sample = decode_message(kind, message.key, payload)
+                check_time(sample, now, self.settings)
+            except FieldError as error:
+                dead.append((dead_letter(event, str(error), payload), message.key))
+                continue
+            good.append((sample, payload))
+        return good
+
+    def _detect_run(self, partition: int, pairs: list[Pair], dead: list[Dead]) -> list[Alert]:
         """Samples of one partition that follow each other in the batch's ``ts`` order."""
         self.partition_events[partition] = last = pairs[-1][1]
         with acting_for(last):  # chart windows are written as they close
             try:
-                return self.partitions.update(partition, [sample for sample, _ in pairs])
+                return self.partitions.update(partition, [sample for sample, _, _ in pairs])
             except Exception as error:
                 # A detector bug must neither stop the agent nor lose the batch (Faust acks it): its
-                # messages are kept as dead letters, to be replayed once fixed.
+                # samples are kept as dead letters, to be replayed once fixed.
                 log.exception("detectors failed on %d samples of partition %d", len(pairs), partition)
-                dead += [(dead_letter(event, f"detectors failed: {error!r}"), event.message.key) for _, event in pairs]
+                dead += [(dead_letter(event, f"detectors failed: {error!r}", payload), event.message.key)
+                         for _, event, payload in pairs]  # fmt: skip
                 return []
 
     async def learn(self, stream: StreamT[bytes]) -> None:
@@ -274,19 +349,32 @@ class WorkerApp:
         """Write what is not yet written while the partitions are still ours, then forget them: if one comes
         back it is read again, since another worker may have moved it on meanwhile."""
         moved = {tp.partition for tp in revoked if tp.topic in (self.names.ping, self.names.ntp)}
+        await self.detect_held(moved)
         self.write_unwritten(moved)
         self.partitions.drop(moved)
+        for partition in moved:
+            self.aligner.forget(partition)
         await app.producer.flush()
 
     async def on_shutdown(self, app: faust.App, **_: Any) -> None:
         """A stop (SIGTERM: a deploy, a scale-in) writes what a crash would lose; Faust flushes the producer
         right after this signal."""
+        await self.detect_held({partition for _, partition in self.aligner.reached})
         self.write_unwritten(set(self.partition_events))
 
+    async def detect_held(self, partitions: set[int]) -> None:
+        """The samples the partitions still hold for alignment go to the detectors before the partitions go:
+        their offsets may be committed already."""
+        dead: list[Dead] = []
+        alerts = self.detect_released([self.aligner.flush(partition) for partition in partitions], dead)
+        await self.publish(alerts, dead)
 
-def dead_letter(event: EventT, error: str) -> DeadLetter:
+
+def dead_letter(event: EventT, error: str, payload: bytes | None = None) -> DeadLetter:
+    """The dead letter of a message (or of one sample of a batch: ``payload``, its own bytes)."""
     message = event.message
-    payload = message.value if isinstance(message.value, bytes) else b""
+    if payload is None:
+        payload = message.value if isinstance(message.value, bytes) else b""
     return DeadLetter.of(message.topic, message.partition, message.offset, error, payload)
 
 
@@ -336,9 +424,9 @@ async def _measure_lag(app: faust.App, metrics: WorkerMetrics, topics: tuple[str
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
 
 
-def _ts(pair: tuple[Sample, EventT]) -> float:
+def _ts(pair: Pair) -> float:
     return pair[0].ts
 
 
-def _partition(pair: tuple[Sample, EventT]) -> int:
+def _partition(pair: Pair) -> int:
     return pair[1].message.partition

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from migwatch.contract.codec import encode
-from migwatch.contract.records import PingSample, Sample
+from migwatch.contract import batches
+from migwatch.contract.codec import decode, encode
+from migwatch.contract.records import ClockSample, PingSample, Sample
 from migwatch.contract.topics import TopicNames
 from migwatch_dev.lab.processes import stop
 from tests.conftest import free_port_pair
 from tests.processes import http_get
+
+R = TypeVar("R", PingSample, ClockSample)
 
 
 class StreamWorker:
@@ -63,6 +67,12 @@ class StreamWorker:
             for line in body.decode().splitlines()
             if line.startswith("migwatch_worker_consumer_lag{") and marker in line
         }
+
+    def counted(self) -> dict[str, float]:
+        """Samples the worker took, by topic (its Prometheus counter)."""
+        metrics = (self.get("/metrics") or b"").decode()
+        pattern = r'migwatch_worker_samples_total\{topic="([^"]+)"\} (\S+)'
+        return {topic: float(value) for topic, value in re.findall(pattern, metrics)}
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -110,6 +120,15 @@ def produce(bootstrap: str, names: TopicNames, samples: Iterable[Sample]) -> Non
         producer.flush()
     finally:
         producer.close()
+
+
+def samples_in(messages: Iterable[Any], kind: type[R]) -> list[R]:
+    """The samples of sample-topic messages, batches unpacked, in the order they were consumed."""
+    return [
+        decode(kind, value)
+        for message in messages
+        for value in (batches.split_batch(message.value) if batches.is_batch(message.headers) else [message.value])
+    ]
 
 
 def read_all(bootstrap: str, topic: str, partitions: int) -> list[Any]:

@@ -28,7 +28,7 @@ from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.synthetic import START_TS, Episode, generate
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, produce, read_all, worker_env
-from tests.test_streams import PARTITIONS, _browse, counted, partition_of
+from tests.test_streams import PARTITIONS, _browse, partition_of
 
 pytestmark = pytest.mark.kafka
 
@@ -99,7 +99,7 @@ def directed(
     worker = StreamWorker(env, "dir-1", folder, batch_size="100000", batch_within_s="10.0")
     try:
         wait_for(
-            lambda: not worker.alive() or sum(counted(worker).values()) >= len(samples), 120, "every sample counted"
+            lambda: not worker.alive() or sum(worker.counted().values()) >= len(samples), 120, "every sample counted"
         )
         assert worker.alive(), worker.log_tail()
         group = TargetGroup(observer="dir-1", directory=Directory.of(TARGETS, [window]))

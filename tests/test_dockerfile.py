@@ -111,8 +111,8 @@ def test_the_build_stage_makes_a_wheel_that_installs_and_runs(tmp_path: Path) ->
                    capture_output=True)  # fmt: skip
     shown = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
     verbs = re.findall(r"^    (\w+) ", shown, re.MULTILINE)
-    assert verbs == ["probe", "worker", "watch", "record", "replay", "eval", "plot", "config", "targets", "silences",
-                     "alerts"]  # fmt: skip
+    assert verbs == ["probe", "worker", "watch", "record", "replay", "eval", "publish", "plot", "config", "targets",
+                     "silences", "alerts"]  # fmt: skip
     for verb in verbs:
         result = subprocess.run([str(command), verb, "--help"], capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0 and result.stdout.startswith(f"usage: migwatch {verb}"), result.stderr

@@ -38,8 +38,8 @@ from migwatch_dev.local_kafka import LocalKafka
 from migwatch_dev.synthetic import START_TS, Episode, generate
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
-from tests.stream_workers import StreamWorker, probe_process, read_all, worker_env
-from tests.test_streams import PARTITIONS, counted, expected_alerts
+from tests.stream_workers import StreamWorker, probe_process, read_all, samples_in, worker_env
+from tests.test_streams import PARTITIONS, expected_alerts
 
 pytestmark = pytest.mark.kafka
 TARGETS = int(os.environ.get("MIGWATCH_FAULT_TARGETS", "500"))
@@ -104,7 +104,7 @@ def test_a_broker_outage_loses_no_sample_and_no_alert(own_broker: LocalKafka, fa
                      60 + 10 * INTERVAL_S, "the probe publishing")  # fmt: skip
             # The fault hits a running pipeline: the worker has taken the first half.
             wait_for(
-                lambda: sum(counted(worker).values()) >= half, 120, lambda: f"the worker running\n{worker.log_tail()}"
+                lambda: sum(worker.counted().values()) >= half, 120, lambda: f"the worker running\n{worker.log_tail()}"
             )
             pid = own_broker.pid()
             assert pid is not None
@@ -122,10 +122,9 @@ def test_a_broker_outage_loses_no_sample_and_no_alert(own_broker: LocalKafka, fa
             else:
                 os.kill(pid, signal.SIGCONT)
             back = time.monotonic()
-            before = sum(counted(worker).values())
-            wait_for(
-                lambda: sum(counted(worker).values()) > before, 300, lambda: f"the worker resuming\n{worker.log_tail()}"
-            )
+            before = sum(worker.counted().values())
+            wait_for(lambda: sum(worker.counted().values()) > before, 300,
+                     lambda: f"the worker resuming\n{worker.log_tail()}")  # fmt: skip
             resumed_s = time.monotonic() - back
             # Drained: back to what is in flight in steady state (under a second of samples).
             per_second = TARGETS / INTERVAL_S
@@ -165,8 +164,7 @@ def test_a_broker_outage_loses_no_sample_and_no_alert(own_broker: LocalKafka, fa
     finally:
         worker.stop()
     seqs: dict[str, list[int]] = defaultdict(list)
-    for message in read_all(bootstrap, names.ping, PARTITIONS):
-        sample = decode(PingSample, message.value)
+    for sample in samples_in(read_all(bootstrap, names.ping, PARTITIONS), PingSample):
         if sample.probe == "fault-probe":
             seqs[sample.target].append(sample.seq)
     assert len(seqs) == TARGETS

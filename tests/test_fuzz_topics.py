@@ -26,7 +26,7 @@ from migwatch.contract.topics import TopicNames
 from migwatch.kafka_io.topic_admin import ensure_topics
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, probe_process, read_all, worker_env
-from tests.test_streams import PARTITIONS, counted
+from tests.test_streams import PARTITIONS
 
 pytestmark = pytest.mark.kafka
 NOW = time.time()
@@ -152,9 +152,9 @@ def test_thousands_of_malformed_messages_become_dead_letters_and_good_ones_count
 
             # At least the good samples (the probe adds its own, of the good targets it now watches).
             def all_good_counted() -> bool:
-                return all(counted(worker).get(getattr(names, t), 0) >= good[t] for t in ("ping", "ntp"))
+                return all(worker.counted().get(getattr(names, t), 0) >= good[t] for t in ("ping", "ntp"))
 
-            wait_for(all_good_counted, 60, lambda: f"good ones counted: {counted(worker)}")
+            wait_for(all_good_counted, 60, lambda: f"good ones counted: {worker.counted()}")
             assert letters() == bad, "a message was dead-lettered twice, or a good one was"
             reasons = [decode(DeadLetter, m.value) for m in read_all(kafka_bootstrap, names.deadletter, PARTITIONS)]
             assert all(letter.error and letter.payload_b64 is not None for letter in reasons)

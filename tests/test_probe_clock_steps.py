@@ -19,7 +19,7 @@ from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.synthetic import START_TS, Episode, generate
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, produce, read_all, worker_env
-from tests.test_streams import PARTITIONS, counted, partition_of
+from tests.test_streams import PARTITIONS, partition_of
 
 FLEET = ["vm-1", "vm-2", "vm-3", "vm-6", "vm-9", "vm-10"]  # over 3 of the 4 partitions
 STEP_AT, STEP_MS = 900.0, 50.0
@@ -86,7 +86,7 @@ def test_in_the_worker_the_step_raises_nothing_across_partitions_and_the_alerts_
     # and NTP topics at different event times (see the closing note of issue #20).
     worker = StreamWorker(env, "steps-1", folder, batch_size="100000", batch_within_s="10.0")
     try:
-        wait_for(lambda: not worker.alive() or sum(counted(worker).values()) >= len(samples), 120, "all counted")
+        wait_for(lambda: not worker.alive() or sum(worker.counted().values()) >= len(samples), 120, "all counted")
         assert worker.alive(), worker.log_tail()
         live = [decode(Alert, m.value) for m in read_all(kafka_bootstrap, names.alerts, PARTITIONS)]
     finally:

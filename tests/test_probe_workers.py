@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from migwatch.contract.codec import decode, encode
+from migwatch.contract.codec import encode
 from migwatch.contract.records import PingSample, Target
 from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.lab.processes import stop
 from tests.conftest import free_port_pair
 from tests.processes import wait_for
+from tests.stream_workers import samples_in
 
 pytestmark = pytest.mark.kafka
 TARGETS = [Target(id=f"w-{i:02d}", address=f"127.4.0.{i + 1}", ping_interval_s=0.2, ntp=False, site="s1")
@@ -43,9 +44,7 @@ class PingLog:
     def _run(self) -> None:
         while not self._stop.is_set():
             for messages in self._consumer.poll(timeout_ms=300).values():
-                for message in messages:
-                    ping = decode(PingSample, message.value)
-                    self.seen.append((ping.target, ping.probe, time.time()))
+                self.seen += [(ping.target, ping.probe, time.time()) for ping in samples_in(messages, PingSample)]
 
     def probes_of(self, since: float) -> dict[str, set[str]]:
         owners: dict[str, set[str]] = {}

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 
-from migwatch.contract.codec import decode
 from migwatch.contract.config import KafkaSettings, ProbeSettings
 from migwatch.contract.records import PingSample, Target
 from migwatch.contract.topics import TopicNames
@@ -20,6 +19,7 @@ from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch.probes.publisher import Publisher
 from migwatch.probes.scheduler import Scheduler
 from migwatch_dev.local_kafka import LocalKafka
+from tests.stream_workers import samples_in
 
 pytestmark = pytest.mark.kafka
 
@@ -36,7 +36,7 @@ def _pings_in(
     deadline = time.monotonic() + timeout_s
     try:
         while len(found) < expected and time.monotonic() < deadline:
-            pings = (decode(PingSample, message.value) for message in consumer)
+            pings = samples_in(consumer, PingSample)
             found.extend(ping for ping in pings if probe is None or ping.probe == probe)
     finally:
         consumer.close()
@@ -57,8 +57,13 @@ def test_every_sample_is_acknowledged(kafka_bootstrap: str, kafka_admin: KafkaAd
         publisher.publish(_sample(seq))
     publisher.close()
     assert (publisher.sent, publisher.dropped, publisher.left_over) == (5000, 0, 0)
+    assert publisher.messages < 5000 / 10  # in batches: a round's samples per partition in one message
     received = _pings_in(kafka_bootstrap, topics.ping, 5000, probe="publisher-test")
     assert sorted(p.seq for p in received) == list(range(5000))
+    by_target: dict[str, list[int]] = defaultdict(list)
+    for ping in received:  # consumed partition by partition: each target's samples in the order published
+        by_target[ping.target].append(ping.seq)
+    assert all(seqs == sorted(seqs) for seqs in by_target.values())
     kafka_admin.delete_topics(list(topics.all()))
 
 

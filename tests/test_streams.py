@@ -66,13 +66,6 @@ def expected_alerts(samples: list, observer: str) -> list[Alert]:
     return alerts
 
 
-def counted(worker: StreamWorker) -> dict[str, float]:
-    """Samples the worker ran through its detectors, by topic (its Prometheus counter)."""
-    metrics = (worker.get("/metrics") or b"").decode()
-    pattern = r'migwatch_worker_samples_total\{topic="([^"]+)"\} (\S+)'
-    return {topic: float(value) for topic, value in re.findall(pattern, metrics)}
-
-
 @pytest.fixture(scope="module")
 def fed_worker(
     kafka_bootstrap: str, kafka_admin: KafkaAdminClient, tmp_path_factory: pytest.TempPathFactory
@@ -107,7 +100,7 @@ def fed_worker(
     expected = expected_alerts(samples, "fed-1")
     try:
         wait_for(
-            lambda: not worker.alive() or sum(counted(worker).values()) >= len(samples), 120, "every sample counted"
+            lambda: not worker.alive() or sum(worker.counted().values()) >= len(samples), 120, "every sample counted"
         )
         assert worker.alive(), worker.log_tail()
         yield worker, names, samples, expected
@@ -172,12 +165,8 @@ def test_poison_messages_go_to_dead_letters_with_their_reason(kafka_bootstrap: s
     assert "v" in kept[GOOD.replace(b'"v":1', b'"v":99')].error
     # Every good sample around them was counted, and the worker lives on.
     metrics = worker.get("/metrics").decode()
-    counted = {
-        topic: float(value)
-        for topic, value in re.findall(r'migwatch_worker_samples_total\{topic="([^"]+)"\} (\S+)', metrics)
-    }
     pings = sum(isinstance(s, PingSample) for s in samples)
-    assert counted == {names.ping: pings, names.ntp: len(samples) - pings}
+    assert worker.counted() == {names.ping: pings, names.ntp: len(samples) - pings}
     assert f'migwatch_worker_dead_letters_total{{topic="{names.ping}"}} {len(POISON) + 1}.0' in metrics
     assert worker.alive()
 

@@ -7,12 +7,14 @@ broker). The whole worker against a real Kafka is tested in test_streams.py and 
 
 from __future__ import annotations
 
+import base64
 from itertools import pairwise
 
 import faust
 import msgspec
 from faust.types.tuples import Message
 
+from migwatch.contract import batches
 from migwatch.contract.codec import encode
 from migwatch.contract.config import parse
 from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Sample
@@ -27,16 +29,40 @@ def worker_app() -> WorkerApp:
     return WorkerApp(config, tables=MemoryTables())
 
 
-def event(app: WorkerApp, topic: str, offset: int, key: bytes | None, value: bytes) -> faust.Event:
-    message = Message(topic, 0, offset, timestamp=0.0, timestamp_type=0, headers=[], key=key, value=value,
-                      checksum=None)  # fmt: skip
+def event(
+    app: WorkerApp, topic: str, offset: int, key: bytes | None, value: bytes, *, partition: int = 0, batch: bool = False
+) -> faust.Event:
+    headers = [(batches.HEADER, batches.ENCODING)] if batch else []
+    message = Message(topic, partition, offset, timestamp=0.0, timestamp_type=0, headers=headers, key=key,
+                      value=value, checksum=None)  # fmt: skip
     return faust.Event(app.app, key, value, {}, message)
 
 
+def batch_events(app: WorkerApp, samples: list[Sample], size: int) -> list[list[faust.Event]]:
+    """The samples as the probes send them, a linger's worth at a time: per topic and partition, up to
+    ``size`` samples a message. Each linger's messages are taken together (the alignment of the topics, which
+    needs the consumer's offsets, is tested through Kafka in test_publish.py)."""
+    rounds, offset = [], 0
+    for first in range(0, len(samples), size * 4):
+        groups: dict[tuple[str, int], list[bytes]] = {}
+        for sample in samples[first : first + size * 4]:
+            topic = app.names.ping if isinstance(sample, PingSample) else app.names.ntp
+            groups.setdefault((topic, app.partitioner.of(sample.target.encode())), []).append(encode(sample))
+        events = []
+        for (topic, partition), values in groups.items():
+            for start in range(0, len(values), size):
+                batch = batches.encode_batch(values[start : start + size])
+                events.append(event(app, topic, offset, None, batch, partition=partition, batch=True))
+                offset += 1
+        rounds.append(events)
+    return rounds
+
+
 def sample_events(app: WorkerApp, samples: list[Sample]) -> list[faust.Event]:
+    """One message per sample, on its target's partition."""
     return [
         event(app, app.names.ping if isinstance(sample, PingSample) else app.names.ntp, offset,
-              sample.target.encode(), encode(sample))
+              sample.target.encode(), encode(sample), partition=app.partitioner.of(sample.target.encode()))
         for offset, sample in enumerate(samples)
     ]  # fmt: skip
 
@@ -82,6 +108,65 @@ def test_bad_messages_become_dead_letters_with_their_reason_and_key() -> None:
     assert reasons[1] == "key: must be the target id 'vm-1', got b'vm-2'"
     assert reasons[2].startswith("ts: ") and "ahead of this worker's clock" in reasons[2]
     assert app.partitions.target_count() == 1
+
+
+def test_batches_and_single_samples_alike_give_the_alerts_of_a_replay() -> None:
+    episodes = [Episode("migration", "vm-1", 200.0, copy_s=15.0, downtime_s=0.5),
+                Episode("migration", "vm-3", 300.0, copy_s=10.0, downtime_s=0.5)]  # fmt: skip
+    samples, _ = generate(episodes, ["vm-1", "vm-2", "vm-3"], 500.0)
+    app = worker_app()
+    # A rolling upgrade: the first half as single samples, the rest in batches.
+    half = len(samples) // 2
+    events = sample_events(app, samples[:half])
+    rounds = [events[first : first + 20] for first in range(0, half, 20)] + batch_events(app, samples[half:], 50)
+    alerts: list[Alert] = []
+    for taken in rounds:
+        raised, dead = app.process_samples(taken, now=samples[-1].ts)
+        assert dead == []
+        alerts += raised
+    groups: dict[int, TargetGroup] = {}  # one per partition, as the worker keeps them
+    replayed = [
+        alert for sample in samples
+        for alert in groups.setdefault(app.partitioner.of(sample.target.encode()), TargetGroup(observer="w-1"))
+        .update(sample)
+    ]  # fmt: skip
+    assert sorted(states(alerts)) == sorted(states(replayed))  # across partitions in the order batches came
+    assert {target for target, state, _ in states(alerts) if state == "confirmed"} == {"vm-1", "vm-3"}
+    counted = app.metrics.registry.get_sample_value("migwatch_worker_samples_total", {"topic": app.names.ping})
+    assert counted == sum(isinstance(sample, PingSample) for sample in samples)
+
+
+def test_a_bad_sample_in_a_batch_is_its_own_dead_letter_and_a_bad_batch_one() -> None:
+    app = worker_app()
+    good = PingSample(target="vm-1", address="192.0.2.1", probe="p", seq=1, ts=1_764_180_000.0, rtt_ms=0.4)
+    partition = app.partitioner.of(b"vm-1")
+    stranger = next(f"vm-{i}" for i in range(2, 100) if app.partitioner.of(f"vm-{i}".encode()) != partition)
+    inside = [
+        encode(good),
+        b'{"v":1,"target":"vm-1"}',
+        encode(msgspec.structs.replace(good, target=stranger)),  # belongs to another partition
+        encode(msgspec.structs.replace(good, seq=2, ts=1_764_180_000.5)),
+    ]
+    events = [
+        event(app, app.names.ping, 3, None, batches.encode_batch(inside), partition=partition, batch=True),
+        event(app, app.names.ping, 4, None, b"not json", partition=partition, batch=True),
+        event(app, app.names.ping, 5, None, b'{"v":1,"samples":{"a":1}}', partition=partition, batch=True),
+    ]
+    alerts, dead = app.process_samples(events, now=1_764_180_001.0)
+    assert alerts == []
+    assert [(letter.offset, letter.error) for letter, _ in dead] == [
+        (3, "address: required field is missing"),
+        (3, f"target: {stranger!r} belongs to partition {app.partitioner.of(stranger.encode())}, "
+            f"the batch is on partition {partition}"),
+        (4, "batch: not JSON (JSON is malformed: invalid character (byte 4))"),
+        (5, 'batch: samples: expected array, got {"a": 1}'),
+    ]  # fmt: skip
+    # Each bad sample's dead letter holds that sample's bytes, an unreadable batch's the whole message.
+    payloads = [base64.b64decode(letter.payload_b64) for letter, _ in dead]
+    assert payloads == [inside[1], inside[2], b"not json", b'{"v":1,"samples":{"a":1}}']
+    assert app.partitions.target_count() == 1  # the two good samples of vm-1 were used
+    counted = app.metrics.registry.get_sample_value("migwatch_worker_samples_total", {"topic": app.names.ping})
+    assert counted == 2
 
 
 def test_the_learn_agents_work_teaches_or_dead_letters() -> None:
