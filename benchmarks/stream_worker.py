@@ -8,8 +8,10 @@ for --targets targets (1 Hz each, event time in the past):
 1. a raw kafka-python consumer reading the topic; 2. a bare Faust agent counting it one event at a time
 (benchmarks/faust_count.py), and the same agent writing a table per message (on up to 100,000);
 3. `migwatch worker` (RocksDB store) running the detectors on it: samples/s from its first to its last
-sample, each as a ratio to the bare agent.
-4. Alert latency: a fresh worker, samples produced live at --rate/s for --latency-s with ts = send time, to
+sample, each as a ratio to the bare agent; then the same samples as the probes send them, in batches of
+--batch per partition (issue #18), against the detectors alone on the same samples decoded in memory.
+4. Alert latency: a fresh worker, samples published live through the probes' publisher (batches within its
+100 ms linger) at --rate/s for --latency-s with ts = send time, to
 --rate targets at 1 Hz (at most --targets); after 30 s, 1 % of them show a migration pattern; latency =
 the alert's Kafka timestamp - the detected_ts of the sample that raised it (probe publish to alert in
 topic). Worker RSS idle and with those targets.
@@ -42,10 +44,14 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
+from migwatch.contract import batches
 from migwatch.contract.codec import decode, encode
+from migwatch.contract.config import KafkaSettings
 from migwatch.contract.records import Alert, PingSample
 from migwatch.contract.topics import TopicNames
+from migwatch.detectors.target_group import TargetGroup
 from migwatch.kafka_io.topic_admin import ensure_topics
+from migwatch.probes.publisher import Publisher
 
 PARTITIONS = 8
 HERE = Path(__file__).parent
@@ -55,11 +61,14 @@ def partition_of(key: bytes) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
 
 
+def record(target: int, seq: int, ts: float, rtt: float | None) -> PingSample:
+    return PingSample(target=f"vm-{target:06d}", address=f"10.{target >> 16}.{(target >> 8) & 255}.{target & 255}",
+                      probe="bench", seq=seq, ts=ts, rtt_ms=rtt)  # fmt: skip
+
+
 def sample(target: int, seq: int, ts: float, rtt: float | None) -> tuple[bytes, bytes]:
-    name = f"vm-{target:06d}"
-    record = PingSample(target=name, address=f"10.{target >> 16}.{(target >> 8) & 255}.{target & 255}",
-                        probe="bench", seq=seq, ts=ts, rtt_ms=rtt)  # fmt: skip
-    return name.encode(), encode(record)
+    ping = record(target, seq, ts, rtt)
+    return ping.target.encode(), encode(ping)
 
 
 async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
@@ -81,6 +90,40 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+
+
+async def produce_batches(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], size: int) -> int:
+    """The same samples as the probes send them: per partition, ``size`` samples a message (a batch of
+    migwatch.contract.batches, with its header); the number of messages."""
+    by_partition: dict[int, list[bytes]] = {}
+    for key, value in messages:
+        by_partition.setdefault(partition_of(key), []).append(value)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type="lz4", linger_ms=50)
+    await producer.start()
+    try:
+        pending = [
+            await producer.send(topic, batches.encode_batch(values[first : first + size]), partition=partition,
+                                headers=[(batches.HEADER, batches.ENCODING)])
+            for partition, values in by_partition.items()
+            for first in range(0, len(values), size)
+        ]  # fmt: skip
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return len(pending)
+
+
+def detectors_rate(messages: list[tuple[bytes, bytes]]) -> float:
+    """The detectors alone on the same samples, decoded, in memory: one TargetGroup per partition, in order."""
+    samples = [(partition_of(key), decode(PingSample, value)) for key, value in messages]
+    groups: dict[int, TargetGroup] = {}
+    started = time.perf_counter()
+    for partition, record in samples:
+        group = groups.get(partition)
+        if group is None:
+            group = groups[partition] = TargetGroup(observer="bench")
+        group.update(record)
+    return len(samples) / (time.perf_counter() - started)
 
 
 def raw_consumer_rate(bootstrap: str, topic: str, count: int) -> float:
@@ -172,14 +215,28 @@ class Worker:
             self.process.wait()
 
 
-def worker_rate(bootstrap: str, names: TopicNames, count: int, folder: Path) -> float:
-    worker = Worker(bootstrap, names.prefix, folder, f"bench-{uuid.uuid4().hex[:6]}", "throughput")
+def worker_rate(
+    bootstrap: str, names: TopicNames, count: int, folder: Path, name: str = "throughput", *, workers: int = 1
+) -> float:
+    """Samples/s of ``workers`` workers of one group (each its own data folder) between 10 % and 100 % of
+    ``count`` counted together: the group's first rebalances fall before the 10 %."""
+    app_id = f"bench-{uuid.uuid4().hex[:6]}"
+    group = [Worker(bootstrap, names.prefix, folder, app_id, f"{name}-{i}") for i in range(workers)]
+
+    def counted_at(at_least: float) -> float:
+        deadline = time.monotonic() + 3600
+        while sum(worker.metric("migwatch_worker_samples_total") or 0.0 for worker in group) < at_least:
+            if time.monotonic() > deadline or any(worker.process.poll() is not None for worker in group):
+                raise RuntimeError(f"{name}: {at_least:,.0f} samples not counted:\n{group[0].log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        return time.perf_counter()
+
     try:
-        first = worker.wait_metric("migwatch_worker_samples_total", 1, 120)
-        last = worker.wait_metric("migwatch_worker_samples_total", count, 3600)
-        return count / (last - first)
+        first = counted_at(0.1 * count)
+        return 0.9 * count / (counted_at(count) - first)
     finally:
-        worker.stop()
+        for worker in group:
+            worker.stop()
 
 
 def latency(bootstrap: str, names: TopicNames, targets: int, rate: int, *, seconds: float, folder: Path) -> dict:
@@ -191,27 +248,20 @@ def latency(bootstrap: str, names: TopicNames, targets: int, rate: int, *, secon
         moving = set(range(0, targets, 100))  # 1 %
         started = time.time()
 
-        async def live() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, compression_type="lz4")
-            await producer.start()
-            try:
-                seq, tick = 0, 0.05  # send in 50 ms slices
-                while (now := time.time()) - started < seconds:
-                    phase = now - started
-                    for i in range(int(rate * tick)):
-                        target = (seq * int(rate * tick) + i) % targets
-                        rtt: float | None = 0.4 + random.random() * 0.05
-                        if target in moving and 30 <= phase < 42:  # memory copy, then stop-and-copy
-                            rtt = None if phase >= 40 else 3.0 + random.random() * 30
-                        key, value = sample(target, seq, time.time(), rtt)
-                        await producer.send(names.ping, key=key, value=value)
-                    seq += 1
-                    await asyncio.sleep(max(0.0, started + seq * tick - time.time()))
-                await producer.flush()
-            finally:
-                await producer.stop()
-
-        asyncio.run(live())
+        # Through the probes' own publisher: batches per partition within its 100 ms linger, as a probe sends.
+        publisher = Publisher(KafkaSettings(bootstrap=bootstrap, topic_prefix=names.prefix), folder / "live.spill")
+        seq, tick = 0, 0.05  # send in 50 ms slices
+        while (now := time.time()) - started < seconds:
+            phase = now - started
+            for i in range(int(rate * tick)):
+                target = (seq * int(rate * tick) + i) % targets
+                rtt: float | None = 0.4 + random.random() * 0.05
+                if target in moving and 30 <= phase < 42:  # memory copy, then stop-and-copy
+                    rtt = None if phase >= 40 else 3.0 + random.random() * 30
+                publisher.publish(record(target, seq, time.time(), rtt))
+            seq += 1
+            time.sleep(max(0.0, started + seq * tick - time.time()))
+        publisher.close()
         sent = time.time() - started
         deadline = time.monotonic() + 600
         alerts: list[float] = []
@@ -337,6 +387,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--rate", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=1000, help="samples per batch message (default %(default)s)")
     parser.add_argument("--latency-s", type=float, default=60.0)
     parser.add_argument("--restore-targets", default="100000", help="comma-separated target counts")
     parser.add_argument(
@@ -357,7 +408,6 @@ def main() -> None:
         began = time.perf_counter()
         asyncio.run(produce(args.bootstrap, names.ping, messages))
         print(f"produced {args.samples:,} samples for {args.targets:,} targets in {time.perf_counter() - began:.1f} s")
-        del messages
         raw = raw_consumer_rate(args.bootstrap, names.ping, args.samples)
         print(f"raw kafka-python consumer: {raw:,.0f} msg/s", flush=True)
         bare = bare_faust_rate(args.bootstrap, names.ping, args.samples, folder)
@@ -371,6 +421,22 @@ def main() -> None:
             flush=True,
         )
         admin.delete_topics([t for t in admin.list_topics() if t.startswith(names.prefix)])
+        batched = TopicNames(f"bench-{uuid.uuid4().hex[:6]}.")
+        ensure_topics(admin, batched.prefix, PARTITIONS)
+        sent = asyncio.run(produce_batches(args.bootstrap, batched.ping, messages, args.batch))
+        alone = detectors_rate(messages)
+        print(f"detectors alone (decoded samples in memory, a TargetGroup per partition): {alone:,.0f} samples/s")
+        batched_rate = worker_rate(args.bootstrap, batched, args.samples, folder, "throughput-batches")
+        print(
+            f"migwatch worker on batches ({sent:,} messages of up to {args.batch} samples): {batched_rate:,.0f} "
+            f"samples/s = {batched_rate / alone:.2f}x the detectors alone, {batched_rate / ours:.2f}x single samples, "
+            f"{batched_rate / bare:.2f}x the bare agent's messages/s",
+            flush=True,
+        )
+        pair = worker_rate(args.bootstrap, batched, args.samples, folder, "throughput-pair", workers=2)
+        print(f"two workers of one group on the same batches: {pair:,.0f} samples/s = {pair / batched_rate:.2f}x one")
+        del messages
+        admin.delete_topics([t for t in admin.list_topics() if t.startswith(batched.prefix)])
     if "latency" in parts:
         live_names = TopicNames(f"bench-live-{uuid.uuid4().hex[:6]}.")
         ensure_topics(admin, live_names.prefix, PARTITIONS)
