@@ -216,24 +216,26 @@ class Worker:
 
 
 def worker_rate(
-    bootstrap: str, names: TopicNames, count: int, folder: Path, name: str = "throughput", *, workers: int = 1
+    bootstrap: str, names: TopicNames, count: int, folder: Path, *, messages: int, name: str, workers: int = 1
 ) -> float:
-    """Samples/s of ``workers`` workers of one group (each its own data folder) between 10 % and 100 % of
-    ``count`` counted together: the group's first rebalances fall before the 10 %."""
+    """Samples/s of ``workers`` workers of one group (each its own data folder) on ``count`` samples in
+    ``messages`` messages: from the first take the group counted to the end of the take that held the last
+    message (``migwatch_worker_batch_samples_sum``, observed after a take's alerts are published). A take
+    may hold 100,000 samples: the samples counter alone moves in steps that large."""
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
     group = [Worker(bootstrap, names.prefix, folder, app_id, f"{name}-{i}") for i in range(workers)]
 
-    def counted_at(at_least: float) -> float:
+    def reached(metric: str, at_least: float) -> float:
         deadline = time.monotonic() + 3600
-        while sum(worker.metric("migwatch_worker_samples_total") or 0.0 for worker in group) < at_least:
+        while sum(worker.metric(metric) or 0.0 for worker in group) < at_least:
             if time.monotonic() > deadline or any(worker.process.poll() is not None for worker in group):
-                raise RuntimeError(f"{name}: {at_least:,.0f} samples not counted:\n{group[0].log.read_text()[-3000:]}")
-            time.sleep(0.2)
+                raise RuntimeError(f"{name}: {metric} < {at_least:,.0f}:\n{group[0].log.read_text()[-3000:]}")
+            time.sleep(0.05)
         return time.perf_counter()
 
     try:
-        first = counted_at(0.1 * count)
-        return 0.9 * count / (counted_at(count) - first)
+        first = reached("migwatch_worker_samples_total", 1)
+        return count / (reached("migwatch_worker_batch_samples_sum", messages) - first)
     finally:
         for worker in group:
             worker.stop()
@@ -415,7 +417,7 @@ def main() -> None:
         # Why the worker batches its table writes: one write per message, on the first 100,000.
         writing = bare_faust_rate(args.bootstrap, names.ping, min(args.samples, 100_000), folder, table_writes=True)
         print(f"bare agent writing a table per message: {writing:,.0f} msg/s = {writing / bare:.2f}x", flush=True)
-        ours = worker_rate(args.bootstrap, names, args.samples, folder)
+        ours = worker_rate(args.bootstrap, names, args.samples, folder, messages=args.samples, name="throughput")
         print(
             f"migwatch worker: {ours:,.0f} samples/s = {ours / bare:.2f}x the bare agent, {ours / raw:.2f}x raw",
             flush=True,
@@ -426,14 +428,18 @@ def main() -> None:
         sent = asyncio.run(produce_batches(args.bootstrap, batched.ping, messages, args.batch))
         alone = detectors_rate(messages)
         print(f"detectors alone (decoded samples in memory, a TargetGroup per partition): {alone:,.0f} samples/s")
-        batched_rate = worker_rate(args.bootstrap, batched, args.samples, folder, "throughput-batches")
+        batched_rate = worker_rate(
+            args.bootstrap, batched, args.samples, folder, messages=sent, name="throughput-batches"
+        )
         print(
             f"migwatch worker on batches ({sent:,} messages of up to {args.batch} samples): {batched_rate:,.0f} "
             f"samples/s = {batched_rate / alone:.2f}x the detectors alone, {batched_rate / ours:.2f}x single samples, "
             f"{batched_rate / bare:.2f}x the bare agent's messages/s",
             flush=True,
         )
-        pair = worker_rate(args.bootstrap, batched, args.samples, folder, "throughput-pair", workers=2)
+        pair = worker_rate(
+            args.bootstrap, batched, args.samples, folder, messages=sent, name="throughput-pair", workers=2
+        )
         print(f"two workers of one group on the same batches: {pair:,.0f} samples/s = {pair / batched_rate:.2f}x one")
         del messages
         admin.delete_topics([t for t in admin.list_topics() if t.startswith(batched.prefix)])

@@ -193,9 +193,11 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     app_id: str = "migwatch-worker"
     datadir: str = msgspec.field(default_factory=lambda: str(_state_home() / "worker"))
     store: Literal["rocksdb", "memory"] = "rocksdb"  # memory: state is rebuilt from the changelog at start
-    # Samples are taken in batches of up to batch_size, or what came within batch_within_s: each target's
-    # state is updated once per batch, which is what makes a stateful Faust agent fast.
-    batch_size: int = 5000
+    # Messages are taken in batches of up to batch_size, or what came within batch_within_s: each target's
+    # state is updated once per batch, which is what makes a stateful Faust agent fast. A message is one
+    # sample or a batch of up to the probes' batch_max_samples (1,000), so a take of 100 holds up to 100,000
+    # samples: bigger takes add memory and alert latency while a backlog is read, not speed.
+    batch_size: int = 100
     batch_within_s: float = 0.5
     # A target's state goes to its table (and the changelog) when its alert state changes, and otherwise at
     # most once per checkpoint_s of event time: a table write costs ~0.5 ms in Faust here. After a crash a
