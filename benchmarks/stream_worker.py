@@ -327,7 +327,7 @@ def _recovery_s(log: str) -> float:
     changelogs, or nothing to read when a standby copy is current)."""
 
     def last(what: str) -> datetime:
-        stamp = re.findall(rf"\[([\d\- :,]+)\].*{what}", log)[-1]
+        stamp = re.findall(rf"^(\d{{4}}-[\d\- :,]+) \w+ .*{what}", log, re.MULTILINE)[-1]  # the line's time
         return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
 
     return (last("Recovery complete") - last("Highwater for active changelog partitions")).total_seconds()

@@ -15,7 +15,7 @@ samples after the last committed offset.
     >>> def ping(t):
     ...     return PingSample(target="vm-1", address="192.0.2.1", probe="p", seq=t, ts=float(t), rtt_ms=0.4)
     >>> alerts = partitions.update(0, [ping(t) for t in range(10)])
-    >>> partitions.checkpoint(0), sorted(tables.targets)   # a new target: written checkpoint_s after it came
+    >>> partitions.checkpoint(0), sorted(tables.targets)   # a new target: written within checkpoint_s
     (1, [])
     >>> _ = partitions.update(0, [ping(t) for t in range(10, 60)])
     >>> partitions.checkpoint(0), sorted(tables.targets)   # then its row, and the fleet-wide part again
@@ -26,6 +26,7 @@ samples after the last committed offset.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,8 +164,12 @@ class Partitions:
                 continue
             level = detector.fusion.level
             last = saved.get(target)
-            if last is None:  # new here: nothing worth a write yet, due checkpoint_s from now
-                last = saved[target] = (ts, 0)
+            if last is None:
+                # New here: nothing worth a write yet. Due within checkpoint_s, at a point of its own: targets
+                # that came together (a probe's start) would otherwise fall due in the same batch, every
+                # checkpoint_s, and their burst of writes stall the alerts of that batch.
+                phase = zlib.crc32(target.encode()) / 2**32 * every
+                last = saved[target] = (ts - phase, 0)
             if force or last[1] != level or ts - last[0] >= every:
                 self.tables.save_target(target, msgspec.json.encode(detector))
                 saved[target] = (ts, level)
