@@ -151,8 +151,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # SIGTERM unwinds like Ctrl-C, so that the lab's clean-up runs either way.
+    # SIGTERM unwinds like Ctrl-C, so that the lab's clean-up runs either way. SIGINT too, even when the
+    # lab was started with it ignored (a shell's background job, nohup): Python then leaves it ignored.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.action == "scenarios":
             for name in scenario_names():
