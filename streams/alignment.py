@@ -79,5 +79,6 @@ class Aligner(Generic[T]):
             self.reached.pop((topic, partition), None)
             self.offsets.pop((topic, partition), None)
 
-    def held(self) -> int:
-        return sum(len(held) for held in self._held.values())
+    def partitions(self) -> set[int]:
+        """The partitions this aligner has seen samples of (and may hold some of)."""
+        return {partition for _, partition in self.reached}

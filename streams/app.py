@@ -236,8 +236,8 @@ class WorkerApp:
             counts[message.topic] += len(good)
         for topic, count in counts.items():
             self.metrics.samples.labels(topic).inc(count)
-        held = {partition for _, partition in self.aligner.reached}
-        return self.detect_released([self.aligner.release(partition, behind) for partition in held], dead), dead
+        released = [self.aligner.release(partition, behind) for partition in self.aligner.partitions()]
+        return self.detect_released(released, dead), dead
 
     def detect_released(self, released: list[list[Pair]], dead: list[Dead]) -> list[Alert]:
         """Run released samples (each partition's in ``ts`` order) through the detectors, merged in ``ts``
@@ -359,7 +359,7 @@ class WorkerApp:
     async def on_shutdown(self, app: faust.App, **_: Any) -> None:
         """A stop (SIGTERM: a deploy, a scale-in) writes what a crash would lose; Faust flushes the producer
         right after this signal."""
-        await self.detect_held({partition for _, partition in self.aligner.reached})
+        await self.detect_held(self.aligner.partitions())
         self.write_unwritten(set(self.partition_events))
 
     async def detect_held(self, partitions: set[int]) -> None:
