@@ -23,7 +23,7 @@ from migwatch.contract.config import load
 from migwatch.contract.labels import read_labels
 from migwatch.contract.records import ClockSample, Sample
 from migwatch.contract.trace import read_trace
-from migwatch.detectors.evaluate import score
+from migwatch.detectors.evaluate import alert_keys, score
 from migwatch.detectors.target_group import Directory, TargetGroup
 
 
@@ -64,11 +64,7 @@ def main() -> None:
                 for k in range(args.phases):
                     group = TargetGroup(config.detectors, "bench", Directory.of(config.targets, config.silences))
                     phase = samples[0].ts + k * interval / args.phases
-                    alerts = [
-                        (a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts)
-                        for sample in thinned(samples, interval, phase)
-                        for a in group.update(sample)
-                    ]
+                    alerts = alert_keys(a for sample in thinned(samples, interval, phase) for a in group.update(sample))
                     result = score(alerts, labels)
                     run_found, run_total = run_found + result["detected"], run_total + result["migrations"]
                     delays += [m["delay_s"] for m in result["per_migration"] if m["delay_s"] is not None]

@@ -46,6 +46,7 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     lag_noise_k: float = 6.0  # a step must exceed lag_noise_k spreads of the recent offsets
     lag_delay_k: float = 0.5  # ... and lag_delay_k x the sample's round-trip delay (offset error <= delay/2)
     lag_delay_max_factor: float = 3.0  # samples with delay > factor x usual delay (+1 ms) are not trusted
+    slew_max_ms_s: float = 83.4  # the fastest an NTP daemon slews a clock (chrony's maxslewrate, 83,333 ppm)
     # --- relocation: where a moved VM settled (its lowest RTT before and after the move)
     floor_windows: int = 12  # quiet windows whose lowest RTT is kept as the level before a move
     settle_windows: int = 3  # steady windows after a confirmed move that make its new level
@@ -64,6 +65,12 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     clear_after_s: float = 120.0  # quiet event time after which an alerted target is cleared
     renew_after_s: float = 10.0  # a lag this long after the one that confirmed an episode is another move
     host_window_s: float = 30.0  # a hypervisor pattern this close to the VM's corroborates it
+    # --- look-alikes (detectors/lookalike.py): what a clock lag was, from the stop the pings saw
+    clock_step_margin_ms: float = 10.0  # a lag longer than any stop the pings allow by this: the guest's clock
+    pause_min_s: float = 0.5  # a stop the pings show, beyond their spacing, from which a lag may be a pause
+    copy_min_s: float = 1.0  # the mean RTT raised this long up to a stop: a memory copy came first (a migration)
+    copy_rise_ms: float = 1.0  # ... by this much at least (a busy LAN's noise raises it by tenths of a ms)
+    reboot_min_s: float = 8.0  # an outage from which a lag not about as long is a fresh clock (a reboot)
     # A VM that answered no ping and no NTP query for this long while the probe kept asking has vanished
     # (vm-silent): longer than a reboot's usual outage, far longer than a live migration's.
     silent_after_s: float = 120.0
@@ -75,7 +82,9 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     bonus_source_host: float = 0.1  # a watched hypervisor showed the migration stream at the same time
     bonus_learner: float = 0.05  # x the window scorer's score (0-1)
     # --- learners (see learners.py)
-    learner: Literal["gaussian", "hst"] = "gaussian"  # anomaly scorer of ping windows, one for the fleet
+    learner: Literal["gaussian", "hst"] = (
+        "hst"  # anomaly scorer of ping windows (river's HalfSpaceTrees), one per group
+    )
     learner_warmup: int = 50  # windows learned before the scorer's scores are used
     feedback_min: int = 5  # analysts' verdicts before the feedback classifier calibrates likelihoods
     feedback_likely_p: float = 0.9  # P(migration) from feedback that makes a suspected episode likely

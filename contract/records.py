@@ -66,7 +66,11 @@ NtpError = Literal["timeout", "refused", "unsynchronized", "invalid"]
 # event.action: a move (its states rise suspected -> likely -> confirmed), and, once the moved VM's round
 # trip has settled at a level beyond the noise from the old one, where it went (issue #21).
 # A VM that stopped answering ping and NTP altogether is told apart (issue #19): a stolen VM may simply vanish.
-AlertAction = Literal["vm-live-migration", "vm-relocated", "vm-silent"]
+# Issue #20: what only looks like a migration is named for what it is, never a likely/confirmed migration: a
+# pause, the guest's own clock stepping back, a reboot, a route change (their state stays `suspected`).
+AlertAction = Literal[
+    "vm-live-migration", "vm-relocated", "vm-silent", "vm-paused", "vm-clock-step", "vm-rebooted", "vm-route-change"
+]
 # migwatch.outcome: inside a declared maintenance window between allowed hosts, or not.
 Outcome = Literal["expected", "unexpected"]
 FeedbackLabel = Literal["migration", "benign"]
@@ -234,6 +238,8 @@ class Evidence(Record, kw_only=True):
     destination_host: str | msgspec.UnsetType = msgspec.UNSET
     destination_allowed: bool | msgspec.UnsetType = msgspec.UNSET
     hosts_seen: list[str] | msgspec.UnsetType = msgspec.UNSET  # the allowed hosts that showed the stream
+    # Issue #20: the stop the pings showed before a clock lag (their longest gap beyond their usual spacing), s.
+    outage_s: float | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         for name in ("rtt_baseline_ms", "rtt_mean_ms", "rtt_max_ms"):
@@ -423,11 +429,15 @@ class HostView(Record, kw_only=True):
     host: str = ""
     pattern_last_ts: float | None = None
     floor_ms: float | None = None
+    # Issue #20: the first and latest window of its latest run of raised mean RTT (a memory copy leaving it).
+    copy_first_ts: float | None = None
+    copy_last_ts: float | None = None
 
     def __post_init__(self) -> None:
         _version(self.v)
-        if self.pattern_last_ts is not None:
-            check_timestamp("pattern_last_ts", self.pattern_last_ts)
+        for name in ("pattern_last_ts", "copy_first_ts", "copy_last_ts"):
+            if getattr(self, name) is not None:
+                check_timestamp(name, getattr(self, name))
         check_number("floor_ms", self.floor_ms, low=0.0, nullable=True)
 
 

@@ -62,6 +62,30 @@ RULES: dict[str, tuple[str, str, str]] = {
         "(moved away, stopped or cut off).",
     ),
     "vm-silent-cleared": ("migwatch-106", "vm-answers-again", "A VM that had gone silent answers again."),
+    # Look-alikes (issue #20, detectors/lookalike.py): named for what they are, never a likely/confirmed move.
+    "vm-paused": (
+        "migwatch-107",
+        "vm-paused",
+        "The VM's clock lags by about a stop its pings showed, with no memory copy before it and no hypervisor "
+        "showing a migration stream: it was paused and resumed where it was (a snapshot, a hypervisor's stop).",
+    ),
+    "vm-clock-step": (
+        "migwatch-108",
+        "vm-clock-step",
+        "The VM's clock stepped back by more than any stop its pings allow: it answered all along, its own "
+        "clock was set back.",
+    ),
+    "vm-rebooted": (
+        "migwatch-109",
+        "vm-rebooted",
+        "After a long outage the VM's clock is not behind by about the outage: it started afresh (a reboot).",
+    ),
+    "vm-route-change": (
+        "migwatch-110",
+        "vm-route-change",
+        "The VM's replies cross another number of routers (reply TTL) without it having stopped: a route "
+        "change. A clock lag after it still confirms a move to another subnet.",
+    ),
 }
 
 
@@ -122,6 +146,8 @@ def message(alert: Alert) -> str:
         return f"{head} silent for {_seconds(detail.silent_s)}, no ping or NTP answer (vanished?)"
     if detail.state == "cleared":
         return f"{head} quiet again, migration alert cleared"
+    if alert.event.action in LOOKALIKES:
+        return f"{head} {LOOKALIKES[alert.event.action]}{_figures(evidence)}, not a migration"
     if alert.event.action == "vm-relocated" and detail.relocation is not msgspec.UNSET:
         moved = detail.relocation
         return (
@@ -136,9 +162,20 @@ def message(alert: Alert) -> str:
     return text
 
 
+# The look-alikes' messages, before their figures.
+LOOKALIKES = {
+    "vm-paused": "paused and resumed in place",
+    "vm-clock-step": "its clock was set back",
+    "vm-rebooted": "rebooted",
+    "vm-route-change": "route changed",
+}
+
+
 def _figures(evidence: Evidence) -> str:
     """The strongest evidence in words: the clock lag, else the round trips, else the unanswered pings."""
     lost = f"{evidence.unanswered} unanswered ping{'s' * (evidence.unanswered != 1)}" if evidence.unanswered else ""
+    if evidence.ttl_change is not None and evidence.time_lag_ms is None:
+        return f", reply TTL {evidence.ttl_change:+d}"
     if evidence.time_lag_ms is not None:
         side = "behind" if evidence.time_lag_ms < 0 else "ahead"
         return f", clock {abs(evidence.time_lag_ms):.0f} ms {side}" + (f" after {lost}" if lost else "")

@@ -6,6 +6,12 @@ when a counted alert belongs to it no later than ``end`` + 120 s; its delay is t
 minus ``end``. Any other counted alert is a false alarm: on a benign episode (even one that follows a
 migration closely), on no episode, or too late.
 
+Beyond the contract's figures (issue #20): ``confusion``, what each labelled episode was named, by its label's
+kind (``migration`` or the benign kind): ``migration`` (a likely/confirmed alert), a look-alike's action
+(``vm-paused``, ``vm-clock-step``, ``vm-rebooted``, ``vm-route-change``: the first such alert of the episode)
+or ``none``. A migration named ``vm-paused`` is a migration missed as a pause; a pause named ``migration``, a
+false alarm.
+
     >>> from migwatch.contract.labels import BenignLabel, Labels, MigrationLabel
     >>> labels = Labels(migrations=[MigrationLabel(target="vm", start=100.0, end=110.0)],
     ...                 benign=[BenignLabel(target="vm", start=150.0, end=152.0, kind="pause")])
@@ -14,7 +20,9 @@ migration closely), on no episode, or too late.
     >>> result["detected"], result["delay_s"]["median"], result["false_alarms"], result["precision"]
     (1, 2.5, 1, 0.5)
     >>> result["per_benign"]
-    [{'target': 'vm', 'start': 150.0, 'end': 152.0, 'kind': 'pause', 'states': ['confirmed']}]
+    [{'target': 'vm', 'start': 150.0, 'end': 152.0, 'kind': 'pause', 'states': ['confirmed'], 'named': 'migration'}]
+    >>> score([("vm", "confirmed", 112.5), ("vm", "suspected", 154.0, "vm-paused")], labels)["confusion"]
+    {'migration': {'migration': 1}, 'pause': {'vm-paused': 1}}
 """
 
 from __future__ import annotations
@@ -26,8 +34,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from migwatch.contract.labels import BenignLabel, Labels, MigrationLabel
+from migwatch.contract.records import Alert
 
 COUNTED = ("likely", "confirmed")
+MIGRATION_ACTIONS = ("vm-live-migration", "vm-relocated")
+LONG_S = 20.0  # a migration this long had a memory copy worth warning during
+LEAD_S = 5.0  # ... and a warning this long before its end is early enough to act on
+# Actions that name an episode as something other than a migration (detectors/lookalike.py).
+LOOKALIKES = ("vm-paused", "vm-clock-step", "vm-rebooted", "vm-route-change")
 BEFORE_S = 2.0
 AFTER_S = 120.0
 _RANK = {"suspected": 1, "likely": 2, "confirmed": 3}
@@ -52,32 +66,34 @@ class _Episodes:
         return self.by_target[target][index] if index >= 0 else None
 
 
-def score(alerts: Iterable[tuple[str, str, float]], labels: Labels) -> dict[str, Any]:
-    """``alerts`` as (target, state, detected_ts); returns the contract's result object."""
+Key = tuple[str, str, float] | tuple[str, str, float, str]
+
+
+def alert_keys(alerts: Iterable[Alert]) -> list[tuple[str, str, float, str]]:
+    """What the scoring needs of each alert: (target, state, detected_ts, event.action)."""
+    return [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts, a.event.action) for a in alerts]
+
+
+def score(alerts: Iterable[Key], labels: Labels) -> dict[str, Any]:
+    """``alerts`` as (target, state, detected_ts), optionally with the event.action (default a migration's);
+    returns the contract's result object."""
     episodes = _Episodes(labels)
-    owned: dict[int, list[tuple[str, float]]] = {}  # id(episode) -> its alerts as (state, ts)
+    owned: dict[int, list[tuple[str, float, str]]] = {}  # id(episode) -> its alerts as (state, ts, action)
     counted = false_alarms = 0
-    for target, state, ts in alerts:
+    for target, state, ts, *rest in alerts:
+        action = rest[0] if rest else "vm-live-migration"
         episode = episodes.owner(target, ts)
         if episode is not None and state != "cleared":
-            owned.setdefault(id(episode), []).append((state, ts))
-        if state not in COUNTED:
+            owned.setdefault(id(episode), []).append((state, ts, action))
+        if state not in COUNTED or action not in MIGRATION_ACTIONS:
             continue
         counted += 1
         in_time = isinstance(episode, MigrationLabel) and ts <= episode.end + AFTER_S
         false_alarms += not in_time
     per_migration = [_migration_row(m, owned.get(id(m), [])) for m in labels.migrations]
     delays = [row["delay_s"] for row in per_migration if row["delay_s"] is not None]
-    per_benign = [
-        {
-            "target": b.target,
-            "start": b.start,
-            "end": b.end,
-            "kind": b.kind,
-            "states": sorted({state for state, _ in owned.get(id(b), [])}, key=lambda s: (_RANK.get(s, 0), s)),
-        }
-        for b in labels.benign
-    ]
+    long = [row for row in per_migration if row["end"] - row["start"] >= LONG_S]
+    per_benign = [_benign_row(b, owned.get(id(b), [])) for b in labels.benign]
     migrations = len(labels.migrations)
     return {
         "migrations": migrations,
@@ -87,6 +103,10 @@ def score(alerts: Iterable[tuple[str, str, float]], labels: Labels) -> dict[str,
         "false_alarms": false_alarms,
         "precision": (counted - false_alarms) / counted if counted else 1.0,
         "early": sum(1 for delay in delays if delay < 0),
+        "early_warning": {
+            "long_migrations": len(long),
+            "warned": sum(1 for row in long if row["delay_s"] is not None and row["delay_s"] <= -LEAD_S),
+        },
         "delay_s": {
             "median": statistics.median(delays) if delays else None,
             "p95": _nearest_rank(delays, 0.95),
@@ -95,13 +115,44 @@ def score(alerts: Iterable[tuple[str, str, float]], labels: Labels) -> dict[str,
         "per_migration": per_migration,
         "suspected_only": sum(1 for row in per_migration if row["delay_s"] is None and row["state"] == "suspected"),
         "benign_episodes": len(labels.benign),
-        "benign_alerted": sum(1 for row in per_benign if any(state in COUNTED for state in row["states"])),
+        "benign_alerted": sum(1 for row in per_benign if row["named"] == "migration"),
         "per_benign": per_benign,
+        "confusion": _confusion(per_migration, per_benign),
     }
 
 
-def _migration_row(migration: MigrationLabel, alerts: list[tuple[str, float]]) -> dict[str, Any]:
-    hits = [(state, ts) for state, ts in alerts if ts <= migration.end + AFTER_S]
+def _benign_row(benign: BenignLabel, alerts: list[tuple[str, float, str]]) -> dict[str, Any]:
+    return {
+        "target": benign.target,
+        "start": benign.start,
+        "end": benign.end,
+        "kind": benign.kind,
+        "states": sorted({state for state, _, _ in alerts}, key=lambda s: (_RANK.get(s, 0), s)),
+        "named": _named(alerts, math.inf),
+    }
+
+
+def _confusion(per_migration: list[dict[str, Any]], per_benign: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """How many episodes of each labelled kind got each name."""
+    confusion: dict[str, dict[str, int]] = {}
+    named = [("migration", row["named"]) for row in per_migration] + [(row["kind"], row["named"]) for row in per_benign]
+    for kind, name in named:
+        row = confusion.setdefault(kind, {})
+        row[name] = row.get(name, 0) + 1
+    return {kind: dict(sorted(row.items())) for kind, row in sorted(confusion.items())}
+
+
+def _named(alerts: list[tuple[str, float, str]], until: float) -> str:
+    """What an episode was named by its alerts up to ``until``: a migration, a look-alike, or none."""
+    mine = sorted((ts, state, action) for state, ts, action in alerts if ts <= until)
+    if any(state in COUNTED and action in MIGRATION_ACTIONS for _, state, action in mine):
+        return "migration"
+    return next((action for _, _, action in mine if action in LOOKALIKES), "none")
+
+
+def _migration_row(migration: MigrationLabel, alerts: list[tuple[str, float, str]]) -> dict[str, Any]:
+    until = migration.end + AFTER_S
+    hits = [(state, ts) for state, ts, action in alerts if ts <= until and action in MIGRATION_ACTIONS]
     detected = min((ts for state, ts in hits if state in COUNTED), default=None)
     best = max((state for state, _ in hits if state in _RANK), key=_RANK.__getitem__, default=None)
     return {
@@ -111,6 +162,7 @@ def _migration_row(migration: MigrationLabel, alerts: list[tuple[str, float]]) -
         "detected_ts": detected,
         "delay_s": None if detected is None else detected - migration.end,
         "state": best,
+        "named": _named(alerts, until),
     }
 
 
@@ -137,6 +189,8 @@ def table(result: dict[str, Any]) -> str:
         f"benign         {result['benign_episodes']} episodes, "
         f"{result['benign_alerted']} with a likely/confirmed alert",
         f"delay          median {seconds(delay['median'])}, p95 {seconds(delay['p95'])}, max {seconds(delay['max'])}",
+        f"early warning  {result['early_warning']['warned']} of {result['early_warning']['long_migrations']} "
+        f"migrations of {LONG_S:g} s or more at likely {LEAD_S:g} s or more before their end",
         "",
         f"{'target':20s} {'start':>16s} {'end':>16s} {'delay':>10s}  state",
     ]
@@ -146,10 +200,20 @@ def table(result: dict[str, Any]) -> str:
             f"{row['state'] or '-'}"
         )
     if result["per_benign"]:
-        lines += ["", f"{'target':20s} {'start':>16s} {'end':>16s} {'benign kind':>14s}  states alerted"]
+        head = f"{'target':20s} {'start':>16s} {'end':>16s} {'benign kind':>14s}  {'named':<16s}"
+        lines += ["", f"{head}  states alerted"]
         for row in result["per_benign"]:
             lines.append(
                 f"{row['target']:20s} {row['start']:16.3f} {row['end']:16.3f} {row['kind']:>14s}  "
-                f"{', '.join(row['states']) or '-'}"
+                f"{row['named']:<16s}  {', '.join(row['states']) or '-'}"
             )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *confusion_table(result["confusion"])])
+
+
+def confusion_table(confusion: dict[str, dict[str, int]]) -> list[str]:
+    """The confusion matrix as lines: one row per labelled kind, one column per name the detectors gave."""
+    names = sorted({name for row in confusion.values() for name in row}, key=lambda n: (n != "migration", n))
+    lines = ["labelled/named".ljust(16) + "".join(f" {name:>15s}" for name in names)]
+    for kind, row in confusion.items():
+        lines.append(f"{kind:<16s}" + "".join(f" {row.get(name, 0):>15d}" for name in names))
+    return lines

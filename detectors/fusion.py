@@ -4,11 +4,15 @@
 |---|---|
 | ``suspected`` | the ping pattern (raised mean RTT, outliers), a run of unanswered pings, a reply-TTL change, or a
   change of clock skew |
-| ``likely`` | the ping pattern *and* unanswered pings in one episode, or a TTL or skew change with either |
-| ``confirmed`` | a time lag of the VM's clock |
+| ``likely`` | unanswered pings during a memory copy (a stop-and-copy), a memory copy that a hypervisor of the
+  VM shows too (the stream leaving the host), a TTL change with unanswered pings, or a skew change or a
+  relocation with the pattern |
+| ``confirmed`` | a time lag of the VM's clock that :mod:`~migwatch.detectors.lookalike` takes for a move |
 
 A bulk copy over the VM's link shows the pattern without lost pings or a lag (the paper's SCP control),
-so it can reach ``suspected`` but never ``likely`` or ``confirmed``. One alert is sent per rise of the state,
+so it can reach ``suspected`` but never ``likely`` or ``confirmed``. Nor can a look-alike: a pause (its late
+replies make a pattern only as it ends), a guest clock step, a reboot or a route change get alerts of their
+own (:func:`lookalike_alert`). One alert is sent per rise of the state,
 one ``vm-relocated`` alert when a confirmed move settled at a round trip beyond the noise from the old one
 (:mod:`~migwatch.detectors.relocation`), and one ``cleared`` after ``clear_after_s`` of quiet; an alert's
 ``event.id`` derives from the target, the episode's first evidence and the state, so the same alert sent
@@ -37,6 +41,7 @@ from migwatch.contract.records import (
 )
 from migwatch.detectors.hosts import NO_HOSTS, HostNames
 from migwatch.detectors.learners import alert_features
+from migwatch.detectors.lookalike import SEVERITY as LOOKALIKE_SEVERITY
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.relocation import Relocation
 from migwatch.detectors.skew import ClockSkew
@@ -78,6 +83,10 @@ def _within(ts: float, seen: float | None, recent: float) -> bool:
     return seen is not None and 0.0 <= ts - seen <= recent
 
 
+def _at_or_before(ts: float | None, limit: float | None) -> bool:
+    return ts is not None and limit is not None and ts <= limit
+
+
 @dataclass(frozen=True)
 class Signs:
     """The evidence in force at one event time, read off the detectors (the paper's signs, and ours)."""
@@ -94,6 +103,7 @@ class Signs:
     ttl_seen: bool  # a new reply TTL (another subnet), lately
     skew_seen: bool  # a new clock skew (another physical clock), lately
     relocated: bool  # a moved VM settled at another round trip, lately
+    stream: bool = False  # the VM's memory copy while a hypervisor of it shows the stream (issue #20)
 
     @classmethod
     def read(
@@ -105,6 +115,10 @@ class Signs:
         lag: TimeLag,
         skew: ClockSkew | None,
         relocation: Relocation | None = None,
+        lag_is_move: bool = True,
+        spent_lag_ts: float | None = None,
+        hosts: HostNames = NO_HOSTS,
+        back_ts: float | None = None,
         settings: DetectorSettings,
     ) -> Signs:
         pattern = ping.in_episode(ts, settings)
@@ -114,6 +128,7 @@ class Signs:
             and ping.loss_last_ts is not None
             and ping.pattern_first_ts is not None
             and ping.loss_last_ts >= ping.pattern_first_ts
+            and ping.run_copying
         )
         loss_run = (
             ping.max_run >= 2 and ping.loss_last_ts is not None and ts - ping.loss_last_ts <= settings.episode_gap_s
@@ -123,10 +138,12 @@ class Signs:
         return cls(
             ping=ping, ttl=ttl, lag=lag, skew=skew, relocation=relocation, pattern=pattern,
             loss_in_pattern=loss_in_pattern, loss_run=loss_run,
-            lag_seen=_within(ts, lag.lag_ts, recent),
+            lag_seen=lag_is_move and _within(ts, lag.lag_ts, recent) and not _at_or_before(lag.lag_ts, spent_lag_ts),
             ttl_seen=_within(ts, ttl.changed_ts, recent),
             skew_seen=skew is not None and _within(ts, skew.detected_ts, recent),
             relocated=_within(ts, settled, recent) and relocation is not None and relocation.relocated(settings),
+            # A VM just back from a long silence raises its round trip, and its host's, by booting.
+            stream=bool(hosts.streaming) and ping.copying(ts, settings) and not _within(ts, back_ts, recent),
         )  # fmt: skip
 
     @property
@@ -144,7 +161,16 @@ class Signs:
         pings or lag) stays suspected."""
         if self.lag_seen:
             return Level.CONFIRMED
-        if self.loss_in_pattern or (self.moved and (self.pattern or self.loss_run)):
+        # A new TTL with a couple of slow replies is a route change; with a stop it may be the switch.
+        stop_and_move = self.moved and self.loss_run
+        # The copy seen twice, from the VM and from a hypervisor it runs on: the stream leaves the host (a bulk
+        # copy into the VM, or load on it, does not raise its host's round trip).
+        if (
+            self.loss_in_pattern
+            or self.stream
+            or stop_and_move
+            or ((self.skew_seen or self.relocated) and self.pattern)
+        ):
             return Level.LIKELY
         if self.pattern or self.moved or self.loss_run:
             return Level.SUSPECTED
@@ -158,6 +184,7 @@ class Signs:
             (first, last)
             for first, last, active in (
                 (ping.pattern_first_ts, ping.pattern_last_ts, self.pattern),
+                (ping.raised_first_ts, ping.raised_last_ts, self.stream),
                 (ping.loss_last_ts, ping.loss_last_ts, self.loss),
                 (lag.lag_ts, lag.lag_ts, self.lag_seen),
                 (ttl.changed_ts, ttl.changed_ts, self.ttl_seen),
@@ -237,6 +264,7 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
     likelihood: float = 0.0
     last_alert: str | None = None  # event.id of the last alert sent
     confirmed_lag_ts: float | None = None  # the clock lag that confirmed the current episode
+    spent_lag_ts: float | None = None  # the lag that confirmed an episode since renewed: it says nothing new
     relocated_ts: float | None = None  # the settled relocation already told (vm-relocated)
     # The hypervisors the episode was seen leaving and entering: a host's pattern ends with the copy, the
     # clock lag that confirms the move may come later.
@@ -255,16 +283,28 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         hosts: HostNames = NO_HOSTS,
         learner_score: float | None = None,
         feedback: Callable[[dict[str, float]], float | None] | None = None,
+        lag_is_move: bool = True,
+        back_ts: float | None = None,
         settings: DetectorSettings = DEFAULTS,
     ) -> list[Alert]:
         """Fuse the detectors' evidence at event time ``ts``; the alerts to send (none, one rise, or a clear).
 
         Evidence -> level -> likelihood -> alert. ``identity`` is (target id, address, observer name);
         ``learner_score`` the window scorer's latest; ``feedback`` gives P(migration) for an alert's features
-        once analysts have taught it (else None).
+        once analysts have taught it (else None); ``lag_is_move`` False when the last lag was a look-alike's;
+        ``back_ts`` when the VM answered again after a long silence (a reboot's load is no memory copy).
         """
-        signs = Signs.read(ts, ping=ping, ttl=ttl, lag=lag, skew=skew, relocation=relocation, settings=settings)
-        renewed_after = self._renew_on_new_lag(signs, settings)
+
+        def read() -> Signs:
+            return Signs.read(
+                ts, ping=ping, ttl=ttl, lag=lag, skew=skew, relocation=relocation, lag_is_move=lag_is_move,
+                spent_lag_ts=self.spent_lag_ts, hosts=hosts, back_ts=back_ts, settings=settings,
+            )  # fmt: skip
+
+        signs = read()
+        renewed_after = self._renew_on_new_move(signs, settings)
+        if renewed_after is not None:
+            signs = read()  # without the lag of the episode it renewed
         level = signs.level()
         if level:
             self._track(signs.spans(), renewed_after)
@@ -288,15 +328,19 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
                                                                     None, settings))  # fmt: skip
             evidence = signs.evidence(hosts, learner_score)
             return [self._alert("confirmed", ts, identity, "switched", evidence, signs=signs, action="vm-relocated")]
-        if self.level and self.last_ts is not None and ts - self.last_ts >= settings.clear_after_s:
-            alert = self._alert(
-                "cleared", ts, identity, None, Evidence(rtt_baseline_ms=ping.baseline.median), signs=None
-            )
-            self.level, self.first_ts, self.last_ts, self.likelihood = Level.NONE, None, None, 0.0
-            self.confirmed_lag_ts = self.relocated_ts = None
-            self.hosts = NO_HOSTS
-            return [alert]
-        return []
+        return self._clear_if_quiet(ts, identity, ping, settings)
+
+    def _clear_if_quiet(
+        self, ts: float, identity: tuple[str, str, str], ping: PingHeuristic, settings: DetectorSettings
+    ) -> list[Alert]:
+        """The ``cleared`` alert once the episode has had no evidence for ``clear_after_s``; the state starts over."""
+        if not self.level or self.last_ts is None or ts - self.last_ts < settings.clear_after_s:
+            return []
+        alert = self._alert("cleared", ts, identity, None, Evidence(rtt_baseline_ms=ping.baseline.median), signs=None)
+        self.level, self.first_ts, self.last_ts, self.likelihood = Level.NONE, None, None, 0.0
+        self.confirmed_lag_ts = self.relocated_ts = self.spent_lag_ts = None
+        self.hosts = NO_HOSTS
+        return [alert]
 
     def _episode_hosts(self, now: HostNames) -> HostNames:
         """The hosts named in this episode so far: the source as first named, the destination and whether it
@@ -309,22 +353,24 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
         )  # fmt: skip
         return self.hosts
 
-    def _renew_on_new_lag(self, signs: Signs, settings: DetectorSettings) -> float | None:
-        """Another lag ``renew_after_s`` or more after the one that confirmed this episode: the VM moved again
-        (there and back, say). It opens an episode of its own, with its own alerts, instead of hiding in the
-        first until it clears; a lag sooner is the rest of the same stop, measured by an NTP answer during it.
-        Returns the confirming lag's time when it did (evidence from before it belongs to the old episode)."""
-        renewed_after, lag_ts = self.confirmed_lag_ts, signs.lag.lag_ts
-        if (
-            renewed_after is None
-            or lag_ts is None
-            or not (
-                signs.lag_seen and self.level == Level.CONFIRMED and lag_ts - renewed_after >= settings.renew_after_s
-            )
-        ):
+    def _renew_on_new_move(self, signs: Signs, settings: DetectorSettings) -> float | None:
+        """Another lag ``renew_after_s`` or more after the one that confirmed this episode, or another memory copy
+        seen with its hypervisor's stream since then: the VM moves again (there and back, say). It opens an
+        episode of its own, with its own alerts, instead of hiding in the first until it clears; a lag sooner
+        is the rest of the same stop, measured by an NTP answer during it. Returns the confirming lag's time
+        when it did (evidence from before it belongs to the old episode)."""
+        renewed_after = self.confirmed_lag_ts
+        if renewed_after is None or self.level != Level.CONFIRMED:
+            return None
+        since = renewed_after + settings.renew_after_s
+        lag_ts, copy_ts = signs.lag.lag_ts, signs.ping.raised_first_ts
+        new_lag = signs.lag_seen and lag_ts is not None and lag_ts >= since
+        new_copy = signs.stream and copy_ts is not None and copy_ts >= since
+        if not (new_lag or new_copy):
             return None
         self.level, self.first_ts, self.likelihood = Level.NONE, None, 0.0
         self.hosts = NO_HOSTS
+        self.spent_lag_ts = renewed_after
         return renewed_after
 
     def _track(self, spans: list[tuple[float, float]], renewed_after: float | None) -> None:
@@ -375,6 +421,24 @@ def silence_alert(
     )  # fmt: skip
     alert.migwatch.silent_s = silent_s
     return alert
+
+
+# P(migration) of a look-alike's alert: named for what else it is, not ruled out (a migration that leaves no
+# trace of its copy and stops long looks like a pause).
+LOOKALIKE_LIKELIHOOD = 0.2
+
+
+def lookalike_alert(
+    action: str, ts: float, identity: tuple[str, str, str], *, first_ts: float, evidence: Evidence
+) -> Alert:
+    """The alert of a look-alike (:mod:`~migwatch.detectors.lookalike`): ``vm-paused``, ``vm-clock-step``,
+    ``vm-rebooted`` or ``vm-route-change``, state ``suspected`` (never a likely or confirmed migration), at
+    its kind's severity; ``first_ts`` is the evidence it was seen from (the lag, the new TTL)."""
+    return make_alert(
+        "suspected", ts, identity, event_id=alert_id(identity[0], first_ts, "suspected", action),
+        severity=LOOKALIKE_SEVERITY[action], likelihood=LOOKALIKE_LIKELIHOOD, first_ts=first_ts, phase=None,
+        evidence=evidence, action=action,
+    )  # fmt: skip
 
 
 def make_alert(

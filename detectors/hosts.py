@@ -24,13 +24,13 @@ another worker's report):
     HostNames(source='hv-1', destination='hv-2', destination_allowed=True, seen=('hv-1', 'hv-2'))
     >>> views["hv-2"] = HostView(pattern_last_ts=None, floor_ms=15.1)       # hv-2 shows no stream ...
     >>> name_hosts(["hv-1", "hv-2"], views, ts=102.0, last_seen="hv-1", vm_floor_ms=0.4, window_s=30.0, clear_ms=1.0)
-    HostNames(source='hv-1', destination=None, destination_allowed=None, seen=('hv-1',))
+    HostNames(source='hv-1', seen=('hv-1',))
     >>> name_hosts(["hv-1", "hv-2"], views, ts=102.0, last_seen="hv-1", vm_floor_ms=0.4, window_s=30.0,
     ...            clear_ms=1.0, vm_after_ms=15.3)                         # ... the VM settled at its RTT
     HostNames(source='hv-1', destination='hv-2', destination_allowed=True, seen=('hv-1',))
     >>> name_hosts(["hv-1", "hv-2"], views, ts=102.0, last_seen="hv-1", vm_floor_ms=0.4, window_s=30.0,
     ...            clear_ms=1.0, vm_after_ms=40.2)                         # ... at no allowed host's
-    HostNames(source='hv-1', destination=None, destination_allowed=False, seen=('hv-1',))
+    HostNames(source='hv-1', destination_allowed=False, seen=('hv-1',))
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ import msgspec
 from migwatch.contract.records import HostView
 
 
-class HostNames(msgspec.Struct, frozen=True, omit_defaults=True):
+class HostNames(msgspec.Struct, frozen=True, omit_defaults=True, repr_omit_defaults=True):
     """The hypervisors of a move, as far as they are known (a fusion keeps its episode's in its state)."""
 
     source: str | None = None
     destination: str | None = None
     destination_allowed: bool | None = None
     seen: tuple[str, ...] = ()  # the allowed hosts that showed the stream
+    streaming: tuple[str, ...] = ()  # the allowed hosts whose own round trip shows a memory copy now (issue #20)
 
 
 NO_HOSTS = HostNames()
@@ -97,6 +98,27 @@ def name_hosts(
     if source is None and len(showing) == 2:
         return HostNames(None, None, True, seen)
     return HostNames(source, None, None, seen) if showing else NO_HOSTS
+
+
+def streaming(
+    allowed: Sequence[str], views: Mapping[str, HostView], *, ts: float, copy_min_s: float, recent_s: float
+) -> tuple[str, ...]:
+    """The allowed hosts whose own mean round trip has been up for ``copy_min_s`` or more, lately (within
+    ``recent_s`` of ``ts``): a memory copy leaving (or entering) them, not a blip of a couple of slow replies.
+
+    >>> views = {"hv-1": HostView(copy_first_ts=80.0, copy_last_ts=99.0), "hv-2": HostView(pattern_last_ts=99.0)}
+    >>> streaming(["hv-1", "hv-2"], views, ts=100.0, copy_min_s=1.0, recent_s=20.0)
+    ('hv-1',)
+    """
+    return tuple(
+        host
+        for host in allowed
+        if (view := views.get(host)) is not None
+        and view.copy_first_ts is not None
+        and view.copy_last_ts is not None
+        and view.copy_last_ts - view.copy_first_ts >= copy_min_s
+        and 0.0 <= ts - view.copy_last_ts <= recent_s
+    )
 
 
 def _nearest(

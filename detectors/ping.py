@@ -53,6 +53,10 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
     # The episode: from the first pattern until episode_gap_s of quiet.
     pattern_first_ts: float | None = None
     pattern_last_ts: float | None = None
+    # The first and latest window (trimmed) mean of a run of them up by copy_rise_ms or more: a copy's load,
+    # not stray outliers.
+    raised_first_ts: float | None = None
+    raised_last_ts: float | None = None
     mean_ms: float | None = None  # highest raised window mean of the episode
     max_ms: float | None = None  # highest RTT of the episode
     outliers: int = 0
@@ -60,6 +64,7 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
     run: int = 0  # consecutive unanswered pings now
     max_run: int = 0
     loss_last_ts: float | None = None
+    run_copying: bool = False  # a memory copy was going on as the latest run of unanswered pings began
     resumed_ts: float | None = None  # first reply after unanswered pings: the VM runs again
     last_rtt_ms: float | None = None
     recent_ms: list[float] = []  # the last few answered pings: the path's round trip now
@@ -109,6 +114,12 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         answered = self.w_answered - 1
         mean = (self.w_sum - self.w_max) / answered if answered else rtt
         raised = answered >= settings.window_min_pings and mean > median + settings.mean_k * spread
+        # What a copy does to the path: the window's (trimmed) mean up by copy_rise_ms and a spread, lasting.
+        if answered >= settings.window_min_pings and mean - median >= max(settings.copy_rise_ms, spread):
+            last = self.raised_last_ts
+            if last is None or ts - last > 2 * settings.window_s:
+                self.raised_first_ts = ts
+            self.raised_last_ts = ts
         if raised or self.w_outliers >= settings.pattern_outliers:
             self._pattern(ts, rtt, mean if raised else None, outlier)
             episode = True
@@ -153,9 +164,11 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
             self.mean_ms = max(self.mean_ms or 0.0, mean)
 
     def _unanswered(self, ts: float, settings: DetectorSettings) -> None:
-        if not self.run and not self.in_episode(ts, settings):
-            self.unanswered = 0
-            self.max_run = 0
+        if not self.run:
+            self.run_copying = self.copying(ts, settings)
+            if not self.in_episode(ts, settings):
+                self.unanswered = 0
+                self.max_run = 0
         self.run += 1
         self.unanswered += 1
         self.max_run = max(self.max_run, self.run)
@@ -177,6 +190,16 @@ class PingHeuristic(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.mean_ms = self.max_ms = None
         self.outliers = 0
         self.resumed_ts = None
+
+    def copying(self, ts: float, settings: DetectorSettings = DEFAULTS) -> bool:
+        """A memory copy is going on at ``ts``: the mean RTT was first raised ``copy_min_s`` or more before and
+        still is (within two windows). A live migration's stop follows its copy at once; a pause's late replies
+        raise it only as it ends, load that ended a while ago is no copy, nor are a few stray outliers."""
+        seen, last = self.raised_first_ts, self.raised_last_ts
+        return (
+            seen is not None and last is not None and seen <= ts - settings.copy_min_s
+            and ts - last <= 2 * settings.window_s
+        )  # fmt: skip
 
     def phase(self, ts: float, settings: DetectorSettings = DEFAULTS) -> str | None:
         """The migration phase the pings point at now, or None when they show nothing."""

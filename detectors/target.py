@@ -28,10 +28,12 @@ from typing import Protocol
 import msgspec
 
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
-from migwatch.contract.records import Alert, ClockSample, PingSample
-from migwatch.detectors.fusion import Fusion, Level, silence_alert
+from migwatch.contract.records import Alert, ClockSample, Evidence, PingSample
+from migwatch.detectors.fusion import Fusion, Level, lookalike_alert, silence_alert
 from migwatch.detectors.hosts import NO_HOSTS, HostNames
 from migwatch.detectors.learners import squash
+from migwatch.detectors.lookalike import MIGRATION, LagKind, kind_of_lag
+from migwatch.detectors.outage import Outage
 from migwatch.detectors.ping import PingHeuristic
 from migwatch.detectors.relocation import Relocation
 from migwatch.detectors.skew import ClockSkew
@@ -74,6 +76,11 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     relocation: Relocation = msgspec.field(default_factory=Relocation)
     fusion: Fusion = msgspec.field(default_factory=Fusion)
     vanished: Vanished = msgspec.field(default_factory=Vanished)
+    outage: Outage = msgspec.field(default_factory=Outage)
+    copied: bool = False  # a memory copy came before the longest stop since the lag's reference
+    copying: bool = False  # a memory copy was going on at the last reply
+    back_ts: float | None = None  # when the VM answered again after a silence of reboot_min_s or more
+    lag_kind: LagKind = MIGRATION  # what the last clock lag was
     last_host: str | None = None  # the hypervisor the VM moved to last, when its pings named it
     learner_score: float | None = None  # the highest window score of late
     learner_ts: float | None = None
@@ -86,18 +93,21 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     ) -> list[Alert]:
         self.target, self.address = sample.target, sample.address
         ts = sample.ts
+        alerts: list[Alert] = []
         if isinstance(sample, PingSample):
             window = self.ping.update(sample, settings)
-            self.ttl.update(sample, settings)
+            self._follow_stops(sample, settings)
+            alerts += self._follow_route(sample, settings, context)
             self._follow_level(sample, settings)
             if window is not None and context is not None:
                 self._learn_window(window, ts, context, settings)
         else:
-            self._clock(sample, settings, context)
-        self._resolve_lag(ts, context)
+            alerts += self._clock(sample, settings, context)
+        alerts += self._resolve_lag(ts, settings, context)
         since = self.vanished.answered_ts  # the silence's start, before an answer ends it
         gone = self.vanished.update(sample, settings.silent_after_s)
-        alerts = [] if gone is None or since is None else [self._silence_alert(gone, ts, since, context)]
+        if gone is not None and since is not None:
+            alerts.append(self._silence_alert(gone, ts, since, context))
         if self.fusion.level == Level.NONE and self._quiet(ts, settings):
             return self._remembered(alerts, context)  # most samples of most targets: nothing for the fusion
         hosts = self._host_names(ts, context) if context is not None else NO_HOSTS
@@ -113,6 +123,8 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             hosts=hosts,
             learner_score=self.learner_score if recent else None,
             feedback=context.feedback_probability if context is not None else None,
+            lag_is_move=self.lag_kind == MIGRATION,
+            back_ts=self.back_ts,
             settings=settings,
         )
         fusion = self.fusion
@@ -138,10 +150,13 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             baseline=self.ping.baseline.median,
         )  # fmt: skip
 
-    def _clock(self, sample: ClockSample, settings: DetectorSettings, context: FleetContext | None) -> None:
+    def _clock(self, sample: ClockSample, settings: DetectorSettings, context: FleetContext | None) -> list[Alert]:
+        """One NTP answer: the time lag, the skew, and the guest's clock stepping forward (told at once)."""
         ts, ping, lag = sample.ts, self.ping, self.lag
-        pending, level = lag.pending_ts, lag.rebased
+        pending, level, jump = lag.pending_ts, lag.rebased, lag.jump_ts
         good = lag.update(sample, settings, ping.path_rtt_ms(), not ping.in_episode(ts, settings))
+        if good:
+            self._mark()
         if lag.rebased != level:
             self.skew.reset()
         settled = lag.lag_ts is None or ts - lag.lag_ts > settings.skew_settle_s
@@ -152,22 +167,80 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         if context is not None and sample.error is None:
             new_step = lag.pending_step_ms if lag.pending_ts != pending else None
             context.clock_seen(self.target, ts, new_step)
+        if lag.jump_ts == jump or lag.jump_ts is None or lag.jump_ms is None:
+            return []
+        return [self._lookalike("vm-clock-step", ts, lag.jump_ts, settings, context, time_lag_ms=round(lag.jump_ms, 3))]
 
-    def _resolve_lag(self, ts: float, context: FleetContext | None) -> None:
-        """A pending step that waited long enough: a lag of this VM's clock, or the probe's clock moving."""
+    def _resolve_lag(self, ts: float, settings: DetectorSettings, context: FleetContext | None) -> list[Alert]:
+        """A pending step that waited long enough: a lag of this VM's clock (a move, or a look-alike's, told at
+        once), or the probe's clock moving."""
         lag = self.lag
         if lag.pending_ts is None or lag.pending_step_ms is None:
-            return
+            return []
         # A probe that watches its own clock has taken its steps out already: no group to ask, nothing to wait for.
         group = None if lag.pending_vouched else context
         if group is not None and ts < lag.pending_ts + group.lag_wait_s():
-            return
+            return []
         common = group is not None and group.common_mode(self.target, lag.pending_ts, lag.pending_step_ms)
         before = lag.good_ts if lag.good_ts is not None else lag.pending_ts
         lag.resolve(common_mode=common)
         self.skew.reset()
-        if not common and lag.lag_ts is not None:
+        if common or lag.lag_ts is None or lag.lag_ms is None:
+            return []
+        self.lag_kind = kind_of_lag(lag.lag_ms, lag.lag_ts, self.outage, copy_before=self.copied, settings=settings)
+        shown = round(self.outage.shown_s(), 3)
+        self._mark()  # the lagged answer is the offsets' reference now
+        if self.lag_kind == MIGRATION:
             self.relocation.moved(before_ts=before, ts=lag.lag_ts)
+            return []
+        return [
+            self._lookalike(self.lag_kind, ts, lag.lag_ts, settings, context, time_lag_ms=lag.lag_ms, outage_s=shown)
+        ]
+
+    def _mark(self) -> None:
+        """A new reference of the offsets: a later lag is judged against the stops the pings show from here."""
+        self.outage.mark()
+        self.copied = False
+
+    def _follow_stops(self, sample: PingSample, settings: DetectorSettings) -> None:
+        """The longest stop the pings allow since the lag's reference, and whether a memory copy was going on as
+        it began (the VM's mean RTT raised up to it)."""
+        outage = self.outage
+        longest, last = outage.longest_s, outage.reply_ts
+        outage.update(sample)
+        if outage.longest_s != longest:
+            self.copied = self.copying
+        if last is not None and outage.reply_ts is not None and outage.reply_ts - last >= settings.reboot_min_s:
+            self.back_ts = outage.reply_ts
+        if sample.rtt_ms is not None:
+            self.copying = self.ping.copying(sample.ts, settings)
+
+    def _follow_route(
+        self, sample: PingSample, settings: DetectorSettings, context: FleetContext | None
+    ) -> list[Alert]:
+        """A new reply TTL without a stop of the VM (no run of unanswered pings lately) is a route change: told
+        once as ``vm-route-change``; a clock lag after it still confirms a move to another subnet."""
+        ttl, ping = self.ttl, self.ping
+        changed = ttl.changed_ts
+        ttl.update(sample, settings)
+        if ttl.changed_ts == changed or ttl.changed_ts is None or ttl.change is None:
+            return []
+        loss = ping.loss_last_ts
+        if ping.max_run >= 2 and loss is not None and ttl.changed_ts - loss <= settings.episode_gap_s:
+            return []  # it stopped: the switch of a move, for the fusion to judge
+        return [self._lookalike("vm-route-change", sample.ts, ttl.changed_ts, settings, context, ttl_change=ttl.change)]
+
+    def _lookalike(
+        self, action: str, ts: float, first_ts: float, settings: DetectorSettings, context: FleetContext | None,
+        **figures: float | int,
+    ) -> Alert:  # fmt: skip
+        """A look-alike's alert, with the figures that named it and the unanswered pings of late."""
+        ping = self.ping
+        loss = ping.loss_last_ts
+        recent = loss is not None and first_ts - loss <= settings.episode_gap_s
+        lost = ping.unanswered if recent and ping.unanswered else None
+        evidence = Evidence(rtt_baseline_ms=ping.baseline.median, unanswered=lost, **figures)
+        return lookalike_alert(action, ts, self._identity(context), first_ts=first_ts, evidence=evidence)
 
     def _quiet(self, ts: float, settings: DetectorSettings) -> bool:
         """No detector has had evidence within the longest time the fusion looks back."""

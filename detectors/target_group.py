@@ -44,7 +44,7 @@ from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
 from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Target
 from migwatch.contract.silences import Silence
 from migwatch.detectors.alert_text import finish
-from migwatch.detectors.hosts import NO_HOSTS, HostNames, HostView, name_hosts
+from migwatch.detectors.hosts import NO_HOSTS, HostNames, HostView, name_hosts, streaming
 from migwatch.detectors.learners import FeedbackClassifier, WindowScorer, alert_features
 from migwatch.detectors.planned import judge
 from migwatch.detectors.target import TargetDetector
@@ -165,10 +165,14 @@ class TargetGroup:
             if view is not None:
                 views[host] = view
         settings = self.settings
-        return name_hosts(
+        names = name_hosts(
             record.hosts, views, ts=ts, last_seen=last_seen, vm_floor_ms=vm_floor_ms, vm_after_ms=vm_after_ms,
             window_s=settings.host_window_s, clear_ms=settings.relocation_min_ms,
         )  # fmt: skip
+        # Another worker's view of a host comes every third of host_window_s: a copy seen that late still counts.
+        recent = 2 * settings.window_s + settings.host_window_s / 3
+        copying = streaming(record.hosts, views, ts=ts, copy_min_s=settings.copy_min_s, recent_s=recent)
+        return msgspec.structs.replace(names, streaming=copying) if copying else names
 
     def host_view(self, host: str) -> HostView | None:
         """What a hypervisor showed: from its detectors here, else from another worker's report."""
@@ -227,7 +231,11 @@ class TargetGroup:
 
 def view_of(host: str, detector: TargetDetector) -> HostView:
     """What a hypervisor's detectors show: its last ping pattern and its lowest round trip."""
-    return HostView(host=host, pattern_last_ts=detector.ping.pattern_last_ts, floor_ms=detector.relocation.floor_ms())
+    ping = detector.ping
+    return HostView(
+        host=host, pattern_last_ts=ping.pattern_last_ts, floor_ms=detector.relocation.floor_ms(),
+        copy_first_ts=ping.raised_first_ts, copy_last_ts=ping.raised_last_ts,
+    )  # fmt: skip
 
 
 class _FleetState(msgspec.Struct):

@@ -37,6 +37,7 @@ vouched for (``pending_vouched``) is resolved at once.
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import msgspec
@@ -62,6 +63,8 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
     rebased: int = 0  # how often the reference level was dropped for a new one
     probe_shift_ms: float = 0.0  # the probe's own clock steps so far, added back to every offset
     pending_vouched: bool = False  # the pending step's sample came from a probe that watches its clock
+    jump_ts: float | None = None  # the last move up or towards zero faster than any NTP daemon slews: a step
+    jump_ms: float | None = None
 
     def ready(self, settings: DetectorSettings = DEFAULTS) -> bool:
         return len(self.offsets) >= settings.lag_warmup
@@ -110,7 +113,11 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
         if not trusted:
             return False
         if (step >= 0 or towards_zero) and abs(step) > self.threshold(delay, settings):
-            # Up, or towards zero (the VM's NTP correcting): re-base on a clear move.
+            # Up, or towards zero (the VM's NTP correcting): re-base on a clear move. Faster than a daemon
+            # slews since the last good answer, it was a step of the guest's clock.
+            since = sample.ts - self.good_ts if self.good_ts is not None else math.inf
+            if abs(step) > settings.slew_max_ms_s * since + self.threshold(delay, settings):
+                self.jump_ts, self.jump_ms = sample.ts, step
             self._move_reference(offset)
         self._remember(sample.ts, offset, delay, settings)
         return True

@@ -198,14 +198,13 @@ def _detectors_of(path: str | None) -> tuple[DetectorSettings, Directory, AlertL
 
 def _eval(args: argparse.Namespace) -> int:
     from migwatch.contract.labels import read_labels
-    from migwatch.detectors.evaluate import score, table
+    from migwatch.detectors.evaluate import alert_keys, score, table
     from migwatch.replay import replay
 
     labels = read_labels(args.labels)  # a bad labels file fails before the long replay
     settings, directory, _ = _detectors_of(args.config)
     replayed = replay(args.trace, settings, directory=directory)
-    alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replayed]
-    result = score(alerts, labels)
+    result = score(alert_keys(replayed), labels)
     print(json.dumps(result) if args.json else table(result))
     return 0
 

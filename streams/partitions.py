@@ -85,7 +85,7 @@ class Partitions:
         given = directory if directory is not None else Directory()
         # A VM's hypervisor in another partition of this worker is seen at once, one elsewhere by its reports.
         self.directory = Directory(given.targets, given.silences, _WorkerHosts(self.owned, given.hosts))
-        self.reported: dict[str, tuple[float | None, float | None]] = {}  # host -> what was last told of it
+        self.reported: dict[str, tuple[float | None, float | None, float | None]] = {}  # host -> what was told
 
     @classmethod
     def for_worker(cls, tables: Tables, config: Config, directory: Directory | None = None) -> Partitions:
@@ -184,7 +184,8 @@ class Partitions:
 
     def host_reports(self, partition: int) -> list[HostView]:
         """What this partition's hypervisors showed, where it changed enough to tell the other workers: a
-        pattern begun or ended, seen again after a third of ``host_window_s``, or another lowest RTT."""
+        pattern or a copy (its raised mean RTT) begun or ended, seen again after a third of ``host_window_s``, or
+        another lowest RTT."""
         state = self.owned.get(partition)
         if state is None:
             return []
@@ -195,15 +196,13 @@ class Partitions:
             if view is None:
                 continue
             last, floor = view.pattern_last_ts, None if view.floor_ms is None else round(view.floor_ms, 1)
+            copy = view.copy_last_ts
             told = self.reported.get(host)
-            if (
-                told is not None
-                and told[1] == floor
-                and (told[0] == last or (told[0] is not None and last is not None and last - told[0] < every))
-            ):
+            news = told is None or told[1] != floor or _news(told[0], last, every) or _news(told[2], copy, every)
+            if not news:
                 continue
-            self.reported[host] = (last, floor)
-            reports.append(HostView(host=host, pattern_last_ts=last, floor_ms=view.floor_ms))
+            self.reported[host] = (last, floor, copy)
+            reports.append(msgspec.structs.replace(view, host=host))
         state.hosts_updated.clear()
         return reports
 
@@ -307,3 +306,10 @@ def target_status(
             "likelihood": alert.migwatch.likelihood,
         },
     }
+
+
+def _news(told: float | None, now: float | None, every: float) -> bool:
+    """A sign's last time worth telling again: begun, ended, or seen ``every`` seconds after it was told."""
+    if told is None or now is None:
+        return told != now
+    return now - told >= every

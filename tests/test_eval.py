@@ -58,7 +58,7 @@ def test_eval_json_scores_the_generated_corpus(corpus: tuple[Path, Path]) -> Non
     contract_keys = {"migrations", "detected", "recall", "alerts", "false_alarms", "precision", "early", "delay_s",
                      "per_migration", "suspected_only"}  # fmt: skip
     assert contract_keys <= set(score) and set(score["delay_s"]) == {"median", "p95", "max"}
-    assert set(score["per_migration"][0]) == {"target", "start", "end", "detected_ts", "delay_s", "state"}
+    assert set(score["per_migration"][0]) == {"target", "start", "end", "detected_ts", "delay_s", "state", "named"}
     assert (score["migrations"], score["recall"], score["false_alarms"], score["benign_alerted"]) == (6, 1.0, 0, 0)
     # The quality target: >= 80 % of migrations with >= 10 s of memory copy flagged before they end.
     long_copies = [m for m, e in zip(score["per_migration"], MIGRATIONS, strict=True) if e.copy_s >= 10]

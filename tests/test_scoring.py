@@ -22,7 +22,7 @@ def test_an_alert_on_a_benign_episode_soon_after_a_migration_is_a_false_alarm() 
     result = score([("vm", "confirmed", 112.0), ("vm", "confirmed", 160.0)], LABELS)
     assert (result["detected"], result["alerts"], result["false_alarms"], result["benign_alerted"]) == (1, 2, 1, 1)
     assert result["per_benign"][0] == {"target": "vm", "start": 150.0, "end": 152.0, "kind": "pause",
-                                       "states": ["confirmed"]}  # fmt: skip
+                                       "states": ["confirmed"], "named": "migration"}  # fmt: skip
     assert result["per_benign"][1]["states"] == []
 
 
@@ -38,4 +38,16 @@ def test_suspected_alerts_are_listed_but_never_counted() -> None:
     result = score([("other", "suspected", 105.0), ("nobody", "confirmed", 5.0)], LABELS)
     assert result["per_benign"][1]["states"] == ["suspected"]
     assert (result["alerts"], result["false_alarms"], result["benign_alerted"], result["precision"]) == (1, 1, 0, 0.0)
-    assert "bulk-transfer  suspected" in table(result)
+    assert "bulk-transfer  none              suspected" in table(result)
+
+
+def test_lookalike_alerts_are_never_counted_and_name_their_episodes() -> None:
+    """Issue #20: a look-alike's alert (state suspected, its own action) names the episode it belongs to; a
+    migration named a pause is a miss the confusion matrix shows."""
+    alerts = [("vm", "suspected", 104.0, "vm-paused"), ("vm", "suspected", 153.0, "vm-paused"),
+              ("vm", "confirmed", 431.0, "vm-live-migration"), ("vm", "confirmed", 447.0, "vm-relocated")]  # fmt: skip
+    result = score(alerts, LABELS)
+    assert (result["detected"], result["alerts"], result["false_alarms"], result["benign_alerted"]) == (1, 2, 0, 0)
+    assert [row["named"] for row in result["per_migration"]] == ["vm-paused", "migration"]
+    assert result["confusion"] == {"bulk-transfer": {"none": 1}, "migration": {"migration": 1, "vm-paused": 1},
+                                   "pause": {"vm-paused": 1}}  # fmt: skip

@@ -9,6 +9,8 @@ top:
 - ``bulk-transfer``: raised RTT and outliers, no lost ping, no lag (the paper's SCP control);
 - ``loss-burst``: a few unanswered pings alone;
 - ``clock-correction``: the VM's own NTP steps its clock back towards the probe;
+- ``pause``: ``downtime_s`` of unanswered pings, then the clock lags by the downtime (no copy before);
+- ``clock-step``: the guest's clock is set back by ``lag_ms`` (default 1 s), every ping answered;
 - ``ttl-change``: replies cross one more router from then on;
 - ``path-change``: the route to the VM grows longer for ``copy_s`` (RTT and NTP delay up by ``rtt_add_ms``,
   evenly), with no move.
@@ -37,7 +39,9 @@ from typing import Literal
 from migwatch.contract.labels import BenignLabel, Labels, MigrationLabel
 from migwatch.contract.records import ClockSample, PingSample
 
-EpisodeKind = Literal["migration", "bulk-transfer", "loss-burst", "clock-correction", "ttl-change", "path-change"]
+EpisodeKind = Literal[
+    "migration", "bulk-transfer", "loss-burst", "clock-correction", "ttl-change", "path-change", "pause", "clock-step"
+]
 START_TS = 1_764_180_000.0
 
 
@@ -55,7 +59,7 @@ class Episode:
     @property
     def end(self) -> float:
         length = {"migration": self.copy_s + self.downtime_s, "bulk-transfer": self.copy_s, "path-change": self.copy_s}
-        return self.start + length.get(self.kind, self.downtime_s if self.kind == "loss-burst" else 1.0)
+        return self.start + length.get(self.kind, self.downtime_s if self.kind in ("loss-burst", "pause") else 1.0)
 
 
 def _path_ms(episodes: Sequence[Episode], t: float) -> float:
@@ -86,7 +90,7 @@ def _pings(
                 outlier = offset < 3.0 and rng.random() < 0.7
                 rtt = rng.uniform(15, 60) if outlier else base + rng.uniform(0.5, 1.5) * episode.rtt_add_ms
             elif 0 <= offset - (episode.copy_s if episode.kind == "migration" else 0) < episode.downtime_s and (
-                episode.kind in ("migration", "loss-burst")
+                episode.kind in ("migration", "loss-burst", "pause")
             ):
                 rtt = None
             elif episode.kind == "ttl-change" and offset >= 0:
@@ -110,9 +114,11 @@ def _clocks(
         offset = level + rng.gauss(0, 0.03)
         for episode in episodes:
             since = t - episode.end
-            if episode.kind == "migration" and since >= 0:
+            if episode.kind in ("migration", "pause") and since >= 0:
                 lag = episode.lag_ms if episode.lag_ms is not None else 1000 * episode.downtime_s
                 offset -= lag * math.exp(-since / 600)  # the guest's NTP slews back over minutes
+            elif episode.kind == "clock-step" and t >= episode.start:
+                offset -= episode.lag_ms if episode.lag_ms is not None else 1000.0
             elif episode.kind == "clock-correction":
                 step = episode.lag_ms if episode.lag_ms is not None else 40.0
                 # Ahead by `step` until its NTP daemon steps the clock back towards the probe.

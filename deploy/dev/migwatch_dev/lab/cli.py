@@ -94,6 +94,7 @@ def score(folder: Path) -> dict[str, Any]:
     targets: the VM's hypervisors, as the probes watched them)."""
     from migwatch.contract.config import load
     from migwatch.contract.labels import read_labels
+    from migwatch.detectors.evaluate import alert_keys
     from migwatch.detectors.evaluate import score as evaluate
     from migwatch.detectors.target_group import Directory
     from migwatch.replay import replay
@@ -103,25 +104,37 @@ def score(folder: Path) -> dict[str, Any]:
     for trace in sorted(folder.glob("trace-*.jsonl.gz")):
         config = load(folder / trace.name.replace("trace-", "config-").replace(".jsonl.gz", ".toml"))
         replayed = replay(trace, config.detectors, directory=Directory.of(config.targets, config.silences))
-        alerts = [(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in replayed]
-        results[trace.name] = evaluate(alerts, labels)
+        results[trace.name] = evaluate(alert_keys(replayed), labels)
     return results
 
 
 def score_corpus(root: Path) -> dict[str, Any]:
-    """Scores of every run under ``root`` (a folder with labels.json each), also written to results.json."""
+    """Scores of every run under ``root`` (a folder with labels.json each), also written to results.json, and
+    the confusion matrix of all runs per pinging interval."""
+    from migwatch.detectors.evaluate import confusion_table
+
     summary = {folder.name: score(folder) for folder in sorted(root.iterdir()) if (folder / "labels.json").exists()}
     (root / "results.json").write_text(json.dumps(summary, indent=1))
     print(f"{'run':<10} {'trace':<22} {'migr.':>5} {'found':>5} {'recall':>6} {'alerts':>6} {'false':>5} "
-          f"{'benign':>6} {'b.alerted':>9} {'delay p50':>9} {'max':>6}")  # fmt: skip
+          f"{'benign':>6} {'b.alerted':>9} {'delay p50':>9} {'max':>6} {'warned':>6}")  # fmt: skip
+    confusion: dict[str, dict[str, dict[str, int]]] = {}  # trace name (its pinging) -> the runs' matrix summed
     for run, traces in summary.items():
         for trace, r in traces.items():
-            delay = r["delay_s"]
+            delay, early = r["delay_s"], r["early_warning"]
             median = "-" if delay["median"] is None else f"{delay['median']:+.1f} s"
             worst = "-" if delay["max"] is None else f"{delay['max']:+.1f} s"
+            warned = f"{early['warned']}/{early['long_migrations']}" if early["long_migrations"] else "-"
             print(f"{run:<10} {trace:<22} {r['migrations']:>5} {r['detected']:>5} {r['recall']:>6.2f} "
                   f"{r['alerts']:>6} {r['false_alarms']:>5} {r['benign_episodes']:>6} {r['benign_alerted']:>9} "
-                  f"{median:>9} {worst:>6}")  # fmt: skip
+                  f"{median:>9} {worst:>6} {warned:>6}")  # fmt: skip
+            summed = confusion.setdefault(trace, {})
+            for kind, row in r["confusion"].items():
+                for name, count in row.items():
+                    summed.setdefault(kind, {}).setdefault(name, 0)
+                    summed[kind][name] += count
+    for trace, matrix in confusion.items():
+        print(f"\nwhat each labelled episode was named, all runs, {trace}:")
+        print("\n".join(confusion_table(dict(sorted(matrix.items())))))
     return summary
 
 

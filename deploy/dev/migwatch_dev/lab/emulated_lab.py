@@ -28,6 +28,8 @@ from migwatch_dev.lab.targets import VM_ID
 
 BASE_DELAY_MS = 1.0  # each way
 _DROP_REPLIES = ("OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")
+_DROP_NTP = ("OUTPUT", "-p", "udp", "--sport", "123", "-j", "DROP")
+CLOCK_SETTLE_S = 3.0  # chronyd serves a new refclock offset within about 2 s of it (measured in the lab's traces)
 
 
 def start_copy(host: EmulatedLink, delay_ms: float = 6.0, jitter_ms: float = 5.0) -> None:
@@ -44,14 +46,29 @@ def switch(
     delay_ms: float = BASE_DELAY_MS,
 ) -> float:  # fmt: skip
     """The stop-and-copy and the switch to a host ``delay_ms`` away each way; when the VM runs again."""
-    in_ns(host.host, "iptables", "-A", *_DROP_REPLIES)
-    try:
-        time.sleep(outage_s)
-    finally:
-        end_copy(host, delay_ms)
-        in_ns(host.host, "iptables", "-D", *_DROP_REPLIES)
+    with _clock_stands_still(host, clock, lag_ms):
+        in_ns(host.host, "iptables", "-A", *_DROP_REPLIES)
+        try:
+            time.sleep(outage_s)
+        finally:
+            end_copy(host, delay_ms)
+            in_ns(host.host, "iptables", "-D", *_DROP_REPLIES)
+        return time.time()
+
+
+@contextlib.contextmanager
+def _clock_stands_still(host: EmulatedLink, clock: RefclockFeeder, lag_ms: float) -> Iterator[None]:
+    """A stopped VM's clock stands still: it answers NTP behind by the stop from its first answer after it. The
+    lab's chronyd takes the new offset from its refclock within about two seconds, so the lag is set as the
+    stop begins and the host's NTP answers are dropped until chronyd serves it (timeouts, never an answer
+    without the lag after the stop: the detectors judge a lag by the pings between the answers around it)."""
     clock.offset_ms += lag_ms
-    return time.time()
+    in_ns(host.host, "iptables", "-A", *_DROP_NTP)
+    try:
+        yield
+        time.sleep(CLOCK_SETTLE_S)
+    finally:
+        in_ns(host.host, "iptables", "-D", *_DROP_NTP)
 
 
 @dataclass
@@ -95,10 +112,11 @@ class EmulatedLab:
     def pause(self, seconds: float) -> tuple[float, float]:
         """Replies queue for the pause and then all come (none lost); the clock falls behind by the pause."""
         start = time.time()
-        self.link.emulator.held_until = time.monotonic() + seconds
-        time.sleep(seconds)
-        self.clock.offset_ms -= seconds * 1000
-        return start, time.time()
+        with _clock_stands_still(self.link, self.clock, -seconds * 1000):
+            self.link.emulator.held_until = time.monotonic() + seconds
+            time.sleep(seconds)
+            end = time.time()
+        return start, end
 
     def bulk_transfer(self, seconds: float, delay_ms: float = 6.0, jitter_ms: float = 5.0) -> tuple[float, float]:
         start = time.time()
