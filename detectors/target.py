@@ -78,7 +78,6 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     vanished: Vanished = msgspec.field(default_factory=Vanished)
     outage: Outage = msgspec.field(default_factory=Outage)
     copied: bool = False  # a memory copy came before the longest stop since the lag's reference
-    copying: bool = False  # a memory copy was going on at the last reply
     back_ts: float | None = None  # when the VM answered again after a silence of reboot_min_s or more
     lag_kind: LagKind = MIGRATION  # what the last clock lag was
     last_host: str | None = None  # the hypervisor the VM moved to last, when its pings named it
@@ -95,8 +94,8 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         ts = sample.ts
         alerts: list[Alert] = []
         if isinstance(sample, PingSample):
+            self._follow_stops(sample, settings)  # before the heuristic: a late reply's own rise is no copy
             window = self.ping.update(sample, settings)
-            self._follow_stops(sample, settings)
             alerts += self._follow_route(sample, settings, context)
             self._follow_level(sample, settings)
             if window is not None and context is not None:
@@ -208,12 +207,10 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         outage = self.outage
         longest, last = outage.longest_s, outage.reply_ts
         outage.update(sample)
-        if outage.longest_s != longest:
-            self.copied = self.copying
+        if outage.longest_s != longest and outage.stop_ts is not None:
+            self.copied = self.ping.copying(outage.stop_ts, settings)
         if last is not None and outage.reply_ts is not None and outage.reply_ts - last >= settings.reboot_min_s:
             self.back_ts = outage.reply_ts
-        if sample.rtt_ms is not None:
-            self.copying = self.ping.copying(sample.ts, settings)
 
     def _follow_route(
         self, sample: PingSample, settings: DetectorSettings, context: FleetContext | None
