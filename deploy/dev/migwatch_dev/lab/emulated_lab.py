@@ -13,6 +13,7 @@ can reach Kafka on loopback too).
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import typing
 from collections.abc import Iterator
@@ -28,8 +29,10 @@ from migwatch_dev.lab.targets import VM_ID
 
 BASE_DELAY_MS = 1.0  # each way
 _DROP_REPLIES = ("OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "DROP")
-_DROP_NTP = ("OUTPUT", "-p", "udp", "--sport", "123", "-j", "DROP")
-CLOCK_SETTLE_S = 3.0  # chronyd serves a new refclock offset within about 2 s of it (measured in the lab's traces)
+# The host's NTP answers to the monitor; the lab's own queries over loopback still pass.
+_DROP_NTP = ("OUTPUT", "!", "-o", "lo", "-p", "udp", "--sport", "123", "-j", "DROP")
+CLOCK_SETTLE_S = 20.0  # the longest the lab waits for chronyd to serve a new offset (about 3 s when idle)
+_SERVED_OFFSET = "import ntplib, sys; print(ntplib.NTPClient().request(sys.argv[1], version=4, timeout=1).offset)"
 
 
 def start_copy(host: EmulatedLink, delay_ms: float = 6.0, jitter_ms: float = 5.0) -> None:
@@ -59,16 +62,29 @@ def switch(
 @contextlib.contextmanager
 def _clock_stands_still(host: EmulatedLink, clock: RefclockFeeder, lag_ms: float) -> Iterator[None]:
     """A stopped VM's clock stands still: it answers NTP behind by the stop from its first answer after it. The
-    lab's chronyd takes the new offset from its refclock within about two seconds, so the lag is set as the
-    stop begins and the host's NTP answers are dropped until chronyd serves it (timeouts, never an answer
-    without the lag after the stop: the detectors judge a lag by the pings between the answers around it)."""
+    lab's chronyd takes a new offset from its refclock some seconds later (about 3 s on an idle machine, more
+    under load), so the lag is set as the stop begins and the host's NTP answers are dropped until chronyd
+    serves it (timeouts, never an answer without the lag after the stop: the detectors judge a lag by the
+    pings between the answers around it)."""
     clock.offset_ms += lag_ms
     in_ns(host.host, "iptables", "-A", *_DROP_NTP)
     try:
         yield
-        time.sleep(CLOCK_SETTLE_S)
+        _wait_until_served(host, clock.offset_ms)
     finally:
         in_ns(host.host, "iptables", "-D", *_DROP_NTP)
+
+
+def _wait_until_served(host: EmulatedLink, offset_ms: float) -> None:
+    """Until the host's chronyd answers with ``offset_ms`` (asked from beside it, over loopback), at most
+    ``CLOCK_SETTLE_S``."""
+    deadline = time.monotonic() + CLOCK_SETTLE_S
+    while time.monotonic() < deadline:
+        answer = in_ns(host.host, sys.executable, "-c", _SERVED_OFFSET, host.host_ip, check=False).stdout.strip()
+        with contextlib.suppress(ValueError):
+            if abs(float(answer) * 1000 - offset_ms) <= 2.0:
+                return
+        time.sleep(0.2)
 
 
 @dataclass
