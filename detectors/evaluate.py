@@ -35,13 +35,14 @@ from typing import Any
 
 from migwatch.contract.labels import BenignLabel, Labels, MigrationLabel
 from migwatch.contract.records import Alert
+from migwatch.detectors.lookalike import SEVERITY as LOOKALIKE_SEVERITY
 
 COUNTED = ("likely", "confirmed")
 MIGRATION_ACTIONS = ("vm-live-migration", "vm-relocated")
 LONG_S = 20.0  # a migration this long had a memory copy worth warning during
 LEAD_S = 5.0  # ... and a warning this long before its end is early enough to act on
-# Actions that name an episode as something other than a migration (detectors/lookalike.py).
-LOOKALIKES = ("vm-paused", "vm-clock-step", "vm-rebooted", "vm-route-change")
+# Actions that name an episode as something other than a migration: the look-alikes' (detectors/lookalike.py).
+LOOKALIKES = tuple(LOOKALIKE_SEVERITY)
 BEFORE_S = 2.0
 AFTER_S = 120.0
 _RANK = {"suspected": 1, "likely": 2, "confirmed": 3}

@@ -9,8 +9,8 @@ paper's method takes every lag for a migration; what separates them is what the 
 | ``vm-clock-step`` | longer than any stop the pings allow: the VM answered all along, its clock stepped |
 | ``vm-rebooted`` | after a stop of ``reboot_min_s`` or more, and not about as long: the clock did not stand still,
   it started afresh |
-| ``vm-paused`` | about a stop the pings show (``pause_min_s`` or more), with no memory copy before it and no
-  hypervisor showing the migration stream |
+| ``vm-paused`` | about a stop the pings show (``pause_min_s`` or more), with no memory copy (the VM's mean RTT
+  raised) going on as it began |
 | ``vm-live-migration`` | anything else: a stop the pings could hide (a fast migration's tens of ms), or one after a
   copy |
 
@@ -51,7 +51,7 @@ def kind_of_lag(
     lag_ms: float, ts: float, outage: Outage, *, copy_before: bool, settings: DetectorSettings = DEFAULTS
 ) -> LagKind:
     """The kind of a clock lag of ``lag_ms`` (negative) seen at ``ts`` given the pings' gaps since the offsets'
-    reference; ``copy_before``: a memory copy (the ping pattern, or a hypervisor's) came before the stop."""
+    reference; ``copy_before``: a memory copy (the VM's mean RTT raised) was going on as the stop began."""
     lag_s, longest = -lag_ms / 1000.0, outage.longest_s
     # An NTP offset is known to within half its delay, and the guest's clock drifts a little between answers.
     beyond = lag_s > outage.allowed_s(ts) + settings.clock_step_margin_ms / 1000.0

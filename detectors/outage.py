@@ -14,10 +14,12 @@ copy before it, is a pause.
     >>> def ping(t, rtt):
     ...     return PingSample(target="vm", address="192.0.2.1", probe="p", seq=int(t), ts=t, rtt_ms=rtt)
     >>> for t in range(10):                       # 1 Hz, answered in 0.5 ms
-    ...     outage.update(ping(float(t), 0.5))
+    ...     _ = outage.update(ping(float(t), 0.5))
     >>> outage.mark()
-    >>> for t, rtt in [(10.0, None), (11.0, 630.0), (12.0, 0.5), (13.0, 0.5)]:   # stopped for about 2 s
-    ...     outage.update(ping(t, rtt))
+    >>> [outage.update(ping(t, rtt)) for t, rtt in [(10.0, None), (11.0, 630.0)]]   # stopped for about 2 s
+    [None, 2.6295]
+    >>> for t in (12.0, 13.0):
+    ...     _ = outage.update(ping(t, 0.5))
     >>> round(outage.longest_s, 3), round(outage.shown_s(), 3), outage.stop_ts, round(outage.allowed_s(13.5), 3)
     (2.63, 1.63, 9.0005, 2.63)
 """
@@ -43,12 +45,14 @@ class Outage(msgspec.Struct, kw_only=True, omit_defaults=True):
     longest_s: float = 0.0  # the longest gap since the mark
     stop_ts: float | None = None  # where it began: the reply before it
 
-    def update(self, sample: PingSample) -> None:
+    def update(self, sample: PingSample) -> float | None:
+        """The gap this reply closes, in seconds (None for an unanswered ping or the first reply)."""
         if sample.rtt_ms is None:
             self.lost += 1
-            return
+            return None
         arrived = sample.ts + sample.rtt_ms / 1000.0
         last = self.reply_ts
+        gap = None
         if last is not None and arrived > last:
             gap = arrived - last
             if not self.lost:  # the usual spacing: the median of the last gaps with no ping lost in them
@@ -57,6 +61,7 @@ class Outage(msgspec.Struct, kw_only=True, omit_defaults=True):
             if gap > self.longest_s:
                 self.longest_s, self.stop_ts = gap, last
         self.reply_ts, self.lost = arrived, 0
+        return gap
 
     def mark(self) -> None:
         """Start over: the gaps from here on are the ones a later clock lag is judged against."""

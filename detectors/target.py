@@ -205,11 +205,11 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         """The longest stop the pings allow since the lag's reference, and whether a memory copy was going on as
         it began (the VM's mean RTT raised up to it)."""
         outage = self.outage
-        longest, last = outage.longest_s, outage.reply_ts
-        outage.update(sample)
+        longest = outage.longest_s
+        gap = outage.update(sample)
         if outage.longest_s != longest and outage.stop_ts is not None:
             self.copied = self.ping.copying(outage.stop_ts, settings)
-        if last is not None and outage.reply_ts is not None and outage.reply_ts - last >= settings.reboot_min_s:
+        if gap is not None and gap >= settings.reboot_min_s:
             self.back_ts = outage.reply_ts
 
     def _follow_route(

@@ -202,7 +202,7 @@ class Partitions:
             if not news:
                 continue
             self.reported[host] = (last, floor, copy)
-            reports.append(msgspec.structs.replace(view, host=host))
+            reports.append(view)
         state.hosts_updated.clear()
         return reports
 
