@@ -1,7 +1,7 @@
 """Compares the window anomaly scorers on a synthetic labelled corpus (issue #4: HalfSpaceTrees is documented
 to do badly on anomalies packed in windows; compare it with a Gaussian scorer), and on the lab corpus.
 
-    python benchmarks/learners.py [--targets 40] [--seconds 3600] [--lab deploy/dev/corpus]
+    python benchmarks/learners.py [--targets 40] [--seconds 3600] [--lab deploy/dev/corpus] [--detectors]
 
 Every closed 5 s ping window of every target is scored online (score, then learn) by each scorer, as the
 detectors do. Windows inside a migration's memory copy or stop-and-copy, or a bulk copy, are the anomalies.
@@ -11,6 +11,9 @@ With ``--lab`` (issue #20) the VMs' windows of every recorded run at 1 s pings a
 scorer: ROC AUC of migration windows against quiet ones (is a migration an anomaly?) and against the windows of
 the labelled look-alikes (bulk copies, load, pauses, clock steps, reboots, route changes: does the score tell
 them apart?), and the cost per window at 10,000 VMs (2,000 windows a second at 1 s pings).
+
+With ``--detectors`` the whole detectors run over the same synthetic samples (2,000 targets, 100 s of 1 s
+pings) once with each scorer, in this process: microseconds a sample, and the ratio of the two.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from pathlib import Path
 
 from river import metrics
 
+from migwatch.contract.detector_settings import DetectorSettings
 from migwatch.contract.labels import read_labels
 from migwatch.contract.records import PingSample
 from migwatch.contract.trace import read_trace
 from migwatch.detectors.learners import WindowScorer, squash
 from migwatch.detectors.ping import PingHeuristic
+from migwatch.detectors.target_group import TargetGroup
 from migwatch_dev.lab.targets import VM_ID
 from migwatch_dev.synthetic import START_TS, Episode, generate
 
@@ -101,14 +106,32 @@ def _lab(corpus: Path) -> None:
               f"{2000 * per_window:.2f} cores at 10,000 VMs")  # fmt: skip
 
 
+def _detectors() -> None:
+    names = [f"vm-{i:04d}" for i in range(2000)]
+    samples, _ = generate([], names, 100.0)
+    per_sample = {}
+    for kind in ("gaussian", "hst"):
+        group = TargetGroup(DetectorSettings(learner=kind))  # type: ignore[arg-type]
+        started = time.perf_counter()
+        for sample in samples:
+            group.update(sample)
+        per_sample[kind] = (time.perf_counter() - started) / len(samples)
+        print(f"detectors with {kind:9s} {len(samples):,} samples  {1e6 * per_sample[kind]:5.2f} us a sample")
+    print(f"hst / gaussian: {per_sample['hst'] / per_sample['gaussian']:.2f}x the time a sample")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=3600.0)
     parser.add_argument("--lab", type=Path, metavar="DIR", help="score the lab corpus in DIR instead")
+    parser.add_argument("--detectors", action="store_true", help="time the whole detectors with each scorer")
     args = parser.parse_args()
     if args.lab is not None:
         _lab(args.lab)
+        return
+    if args.detectors:
+        _detectors()
         return
     windows = _windows(args.targets, args.seconds)
     anomalies = sum(label for _, label in windows)
