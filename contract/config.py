@@ -54,9 +54,14 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     topic_prefix: str = "migwatch."
     # ping and ntp must have the same count (co-partitioned), and Faust's changelogs follow it.
     partitions: int = 8
-    # Copies of every topic migwatch creates (the contract's and Faust's changelogs): 1 for a one-broker
-    # development Kafka, 3 on a production cluster so that no acknowledged sample or alert rests on one broker.
-    replication_factor: int = 1
+    # Copies of every topic migwatch creates (the contract's, Faust's changelogs and its assignor's): 0 picks
+    # 3 on a cluster of 3 brokers or more (no acknowledged sample or alert rests on one broker), else as many
+    # as there are brokers (1 on a development Kafka). More than the cluster's brokers is an error.
+    replication_factor: int = 0
+    # The copies a write must reach before Kafka acknowledges it (every client asks for all in-sync copies,
+    # acks=all), set on the topics migwatch creates: 0 picks replication_factor - 1 from 3 copies on (one
+    # broker may fail without stopping a write), else 1.
+    min_insync_replicas: int = 0
     # Names this process in the broker's logs and quotas.
     client_id: str = "migwatch"
     # How long a client waits for the first broker to answer before it reports the brokers unreachable.
@@ -88,9 +93,25 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
             raise FieldError(f"connect_timeout_s: must be > 0 and <= 3600, got {self.connect_timeout_s!r}")
         if not 1 <= self.partitions <= 10_000:
             raise FieldError(f"partitions: must be between 1 and 10000, got {self.partitions!r}")
-        if not 1 <= self.replication_factor <= 32:
-            raise FieldError(f"replication_factor: must be between 1 and 32, got {self.replication_factor!r}")
+        if not 0 <= self.replication_factor <= 32:
+            raise FieldError(f"replication_factor: must be between 1 and 32 (0: by the brokers), got "
+                             f"{self.replication_factor!r}")  # fmt: skip
+        if not 0 <= self.min_insync_replicas <= (self.replication_factor or 32):
+            raise FieldError(f"min_insync_replicas: must be between 1 and replication_factor "
+                             f"({self.replication_factor or 'by the brokers'}) (0: picked), got "
+                             f"{self.min_insync_replicas!r}")  # fmt: skip
         self._check_security()
+
+    def replication_for(self, brokers: int) -> KafkaSettings:
+        """These settings with the replication a cluster of ``brokers`` brokers gets (0s picked); FieldError
+        when it cannot hold as many copies as asked."""
+        factor = self.replication_factor or min(3, brokers)
+        if factor > brokers:
+            raise FieldError(f"kafka.replication_factor: {factor} copies, but the cluster has {brokers} broker(s)")
+        insync = self.min_insync_replicas or (factor - 1 if factor >= 3 else 1)
+        if insync > factor:
+            raise FieldError(f"kafka.min_insync_replicas: {insync} is more than kafka.replication_factor ({factor})")
+        return msgspec.structs.replace(self, replication_factor=factor, min_insync_replicas=insync)
 
     def _check_security(self) -> None:
         for name in ("sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile"):

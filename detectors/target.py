@@ -19,10 +19,13 @@
 [('suspected', 121.0, 'memory-copy'), ('likely', 131.0, 'stop-and-copy'), ('confirmed', 135.0, 'switched')]
 >>> round(alerts[-1].migwatch.evidence.time_lag_ms, 1)
 -480.0
+>>> vm.update(clock(135, -480.0))   # the same sample again (a worker's replay after a crash): taken already
+[]
 """
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import msgspec
@@ -83,6 +86,10 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_host: str | None = None  # the hypervisor the VM moved to last, when its pings named it
     learner_score: float | None = None  # the highest window score of late
     learner_ts: float | None = None
+    # The latest ts taken from each probe, pings and clock samples apart: a worker that restores this state
+    # after a crash is given again the samples after its last committed offset, some of them already in here.
+    ping_ts: dict[str, float] = msgspec.field(default_factory=dict)
+    clock_ts: dict[str, float] = msgspec.field(default_factory=dict)
 
     def update(
         self,
@@ -90,8 +97,12 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         settings: DetectorSettings = DEFAULTS,
         context: FleetContext | None = None,
     ) -> list[Alert]:
-        self.target, self.address = sample.target, sample.address
         ts = sample.ts
+        taken = self.ping_ts if isinstance(sample, PingSample) else self.clock_ts
+        if taken.get(sample.probe, -math.inf) >= ts:
+            return []  # taken before (a replay after a crash): it is in this state already
+        taken[sample.probe] = ts
+        self.target, self.address = sample.target, sample.address
         alerts: list[Alert] = []
         if isinstance(sample, PingSample):
             self._follow_stops(sample, settings)  # before the heuristic: a late reply's own rise is no copy

@@ -20,8 +20,11 @@ class TopicLayoutError(RuntimeError):
     """A topic exists with a layout that the pipeline cannot use."""
 
 
-def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, replication: int = 1) -> dict[str, str]:
-    """Create every contract topic that is missing; check those that exist.
+def ensure_topics(
+    admin: KafkaAdminClient, prefix: str, partitions: int, *, replication: int = 1, min_insync: int = 1
+) -> dict[str, str]:
+    """Create every contract topic that is missing (``replication`` copies, ``min_insync`` of them in sync
+    for a write); check those that exist.
 
     Returns full name -> ``"created"`` or ``"exists"``. Raises TopicLayoutError when an existing topic
     has another partition count or cleanup policy than asked for.
@@ -30,7 +33,12 @@ def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, repl
     result = create_missing(
         admin,
         [
-            NewTopic(name, partitions, replication, topic_configs={"cleanup.policy": policy})
+            NewTopic(
+                name,
+                partitions,
+                replication,
+                topic_configs={"cleanup.policy": policy, "min.insync.replicas": str(min_insync)},
+            )
             for name, policy in wanted.items()
         ],
     )
@@ -50,6 +58,11 @@ def ensure_topics(admin: KafkaAdminClient, prefix: str, partitions: int, *, repl
             "count of a live topic would move targets between partitions)"
         )
     return {name: result[name] for name in wanted}
+
+
+def broker_count(admin: KafkaAdminClient) -> int:
+    """How many brokers the cluster has now."""
+    return len(admin.describe_cluster()["brokers"])
 
 
 def create_missing(admin: KafkaAdminClient, topics: list[NewTopic]) -> dict[str, str]:

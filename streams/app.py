@@ -5,8 +5,10 @@ sees every sample of a target in the same partition: that is the join. A message
 them (CONTRACT section 1, migwatch.contract.batches); messages are taken in batches too (Faust's
 ``take_events``); a batch of them is decoded, what cannot be used goes to the dead-letter topic, the
 samples are sorted by ``ts`` and each runs through its partition's detectors
-(:mod:`~migwatch.streams.partitions`), alerts are published and awaited before the batch's offsets are
-committed (at least once; ``event.id`` is stable, so a SIEM drops repeats).
+(:mod:`~migwatch.streams.partitions`); the alerts and dead letters are published and awaited, then the rows
+that are due are written, and a message's offset may be committed only once the rows holding what its
+samples did are flushed (:mod:`~migwatch.streams.commits`): at least once at every instruction, and
+``event.id`` is stable, so a SIEM drops repeats.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from itertools import groupby
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
@@ -35,6 +38,7 @@ from migwatch.detectors.target_group import Directory
 from migwatch.kafka_io.partitioning import Partitioner
 from migwatch.streams import views
 from migwatch.streams.alignment import Aligner
+from migwatch.streams.commits import Held, Uncommitted
 from migwatch.streams.consumer import Transport
 from migwatch.streams.event_context import acting_for
 from migwatch.streams.metrics import WorkerMetrics
@@ -106,6 +110,9 @@ def faust_app(config: Config) -> faust.App:
         broker_heartbeat_interval=max(1.0, worker.session_timeout_s / 5),
         table_standby_replicas=worker.standby_replicas,
         producer_acks=-1,
+        # A message's offset waits for the rows that hold its effect (streams/commits.py), so the agents may
+        # hold messages over many batches: a rebalance must not wait for them to be acked (it never would).
+        stream_wait_empty=False,
         web_enabled=worker.web_port != 0,
         web_bind=worker.web_bind,
         web_port=worker.web_port or 6066,
@@ -123,10 +130,14 @@ def faust_app(config: Config) -> faust.App:
 
 # A message of a batch that could not be used, with the key it came with.
 Dead = tuple[DeadLetter, bytes | None]
-# A sample, the event of the message it came in and its own bytes (for its dead letter).
-Pair = tuple[Sample, EventT, bytes]
+# A sample, the message it came in (held until it may be committed) and its own bytes (for its dead letter).
+Pair = tuple[Sample, Held[EventT], bytes]
 # A sample topic-partition behind for this long without a new message counts as caught up (see behind()).
 ALIGN_STALL_S = 5.0
+# How often the messages found done are let go: each time costs a flush of the producer (its acks).
+RELEASE_EVERY_S = 1.0
+# The first wait before an alert or dead letter that Kafka refused is sent again; doubled up to the last.
+RETRY_S = (0.5, 30.0)
 
 
 class WorkerApp:
@@ -172,22 +183,35 @@ class WorkerApp:
         self.partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
         self.aligner: Aligner[Pair] = Aligner((names.ping, names.ntp))
         self.stalls: dict[tuple[str, int], tuple[int | None, float]] = {}  # behind since (offset, monotonic)
+        self.uncommitted: Uncommitted[EventT] = Uncommitted()
+        self.released_at = 0.0  # monotonic time the done messages were last let go
+        self.assigned: set[int] | None = None  # the sample partitions assigned (None: no consumer, a test)
+        # Partitions with alerts not yet acknowledged by Kafka: their rows wait (a row's level must never be
+        # ahead of the alerts topic), whichever task would write them (the agent, a revocation, a stop).
+        self.unpublished: Counter[int] = Counter()
 
         # ---------------------------------------------------------------------------------------- agents
         app.agent(self.samples_topic, name="detect")(self.detect)
         app.agent(self.feedback_topic, name="learn")(self.learn)
         app.on_partitions_revoked.connect(self.on_revoked)
+        app.on_partitions_assigned.connect(self.on_assigned)
         app.on_before_shutdown.connect(self.on_shutdown)
 
         # ---------------------------------------------------------------------------------------- web
         _declare_pages(self)
 
     async def detect(self, stream: StreamT[bytes]) -> None:
-        """Agent: samples in batches; alerts and dead letters are acknowledged before the offsets commit."""
+        """Agent: samples in batches; alerts and dead letters acknowledged, then the rows, then the offsets."""
         async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_within_s):
             started = time.perf_counter()
+            for event in events:
+                # Before any await: take_events acks the batch even when this body fails. Let go by
+                # release_done() once what the message did is durable.
+                event.message.incref()
             alerts, dead = self.process_samples(events, now=time.time(), behind=await self.behind())
             await self.publish(alerts, dead)
+            self.checkpoint()  # after the alerts: a row's level is never ahead of the alerts topic
+            await self.release_done()
             await self.report_hosts()
             self.metrics.batch_samples.observe(len(events))
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -205,8 +229,13 @@ class WorkerApp:
                 continue
             key = (tp.topic, tp.partition)
             seen = self.aligner.offsets.get(key)
-            end = consumer.highwater(tp)
-            read = seen + 1 if seen is not None else await consumer.position(tp)
+            try:
+                end = consumer.highwater(tp)
+                read = seen + 1 if seen is not None else await consumer.position(tp)
+            except (AssertionError, IllegalStateError):
+                # Revoked meanwhile (the consumer's thread rebalances while the agent works): its messages in
+                # this batch are skipped (process_samples), so it holds nothing back.
+                continue
             if end is None or read is None or read >= end:
                 self.stalls.pop(key, None)
                 continue
@@ -229,10 +258,13 @@ class WorkerApp:
         dead: list[Dead] = []
         counts: Counter[str] = Counter()
         for event in events:
-            good = self.unpack(event, now, dead)
             message = event.message
+            if self.assigned is not None and message.partition not in self.assigned:
+                continue  # revoked while this batch waited: its new owner takes it (it stays uncommitted here)
+            good = self.unpack(event, now, dead)
+            held = self.uncommitted.take(message.topic, message.partition, event, len(good))
             self.aligner.add(message.topic, message.partition, message.offset,
-                             [(sample.ts, (sample, event, payload)) for sample, payload in good])  # fmt: skip
+                             [(sample.ts, (sample, held, payload)) for sample, payload in good])  # fmt: skip
             counts[message.topic] += len(good)
         for topic, count in counts.items():
             self.metrics.samples.labels(topic).inc(count)
@@ -241,17 +273,36 @@ class WorkerApp:
 
     def detect_released(self, released: list[list[Pair]], dead: list[Dead]) -> list[Alert]:
         """Run released samples (each partition's in ``ts`` order) through the detectors, merged in ``ts``
-        order across the partitions; write the rows that are due. A detector failure's dead letters go to
-        ``dead``."""
+        order across the partitions. A detector failure's dead letters go to ``dead``."""
         pairs = list(heapq.merge(*released, key=_ts))
         alerts: list[Alert] = []
         for partition, run in groupby(pairs, key=_partition):
             alerts += self._detect_run(partition, list(run), dead)
-        for partition in {event.message.partition for _, event, _ in pairs}:
-            with acting_for(self.partition_events[partition]):
-                self.metrics.checkpoints.inc(self.partitions.checkpoint(partition))
+        for partition in {held.partition for _, held, _ in pairs}:
             self.host_reports += self.partitions.host_reports(partition)
         return alerts
+
+    def checkpoint(self, partitions: Collection[int] | None = None, *, force: bool = False) -> None:
+        """Write the rows that are due (all unwritten ones with ``force``) of the partitions that ran samples
+        (of ``partitions`` of them), but of none with alerts still unpublished."""
+        for partition, last in self.partition_events.items():
+            if (partitions is None or partition in partitions) and not self.unpublished[partition]:
+                with acting_for(last):
+                    self.metrics.checkpoints.inc(self.partitions.checkpoint(partition, force=force))
+
+    async def release_done(self, *, now: bool = False) -> None:
+        """Let go the messages whose every effect is durable (their offsets may be committed), at most once
+        every RELEASE_EVERY_S unless ``now``: the rows written so far are flushed first."""
+        clock = time.monotonic()
+        if not now and clock - self.released_at < RELEASE_EVERY_S:
+            return
+        self.released_at = clock
+        done = self.uncommitted.done(self.partitions.durable)
+        if done:
+            await self.app.producer.flush()
+            consumer = self.app.consumer
+            for event in done:
+                event.message.ack(consumer)
 
     def unpack(self, event: EventT, now: float, dead: list[Dead]) -> list[tuple[Sample, bytes]]:
         """A message's usable samples, each with its own bytes; what cannot be used goes to ``dead``. A
@@ -285,17 +336,23 @@ class WorkerApp:
 
     def _detect_run(self, partition: int, pairs: list[Pair], dead: list[Dead]) -> list[Alert]:
         """Samples of one partition that follow each other in the batch's ``ts`` order."""
-        self.partition_events[partition] = last = pairs[-1][1]
+        self.partition_events[partition] = last = pairs[-1][1].message
         with acting_for(last):  # chart windows are written as they close
             try:
-                return self.partitions.update(partition, [sample for sample, _, _ in pairs])
+                alerts = self.partitions.update(partition, [sample for sample, _, _ in pairs])
             except Exception as error:
-                # A detector bug must neither stop the agent nor lose the batch (Faust acks it): its
-                # samples are kept as dead letters, to be replayed once fixed.
+                # A detector bug must neither stop the agent nor hold the partition back: its samples are kept
+                # as dead letters, to be replayed once fixed.
                 log.exception("detectors failed on %d samples of partition %d", len(pairs), partition)
-                dead += [(dead_letter(event, f"detectors failed: {error!r}", payload), event.message.key)
-                         for _, event, payload in pairs]  # fmt: skip
+                for _, held, payload in pairs:
+                    dead.append((dead_letter(held.message, f"detectors failed: {error!r}", payload),
+                                 held.message.message.key))  # fmt: skip
+                    held.dead()
                 return []
+        round_ = self.partitions.round_of(partition)
+        for sample, held, _ in pairs:
+            held.ran(sample.target, round_)
+        return alerts
 
     async def learn(self, stream: StreamT[bytes]) -> None:
         """Agent: analysts' verdicts, one at a time."""
@@ -316,20 +373,37 @@ class WorkerApp:
         return None
 
     async def publish(self, alerts: Sequence[Alert], dead: Sequence[Dead]) -> None:
-        """Send and wait until Kafka has them: the batch's offsets are committed only after this."""
+        """Send and wait until Kafka has them all, sending them again for as long as Kafka refuses any (the
+        agent waits meanwhile: its state already holds these alerts, so they must not be skipped)."""
         now = time.time()
         for alert in alerts:
             stamp_created(alert, now)
-        sent = [
-            await self.alerts_topic.send(key=alert.migwatch.target.encode(), value=encode(alert)) for alert in alerts
-        ]
-        sent += [await self.deadletter_topic.send(key=key, value=encode(letter)) for letter, key in dead]
-        if sent:
-            await asyncio.gather(*sent)
+        waiting = Counter({self.partitioner.of(alert.migwatch.target.encode()) for alert in alerts})
+        self.unpublished += waiting
+        try:
+            await self._send(alerts, dead)
+        finally:
+            self.unpublished -= waiting
         for alert in alerts:
             self.metrics.alerts.labels(alert.migwatch.state).inc()
         for letter, _ in dead:
             self.metrics.dead_letters.labels(letter.topic).inc()
+
+    async def _send(self, alerts: Sequence[Alert], dead: Sequence[Dead]) -> None:
+        wait, attempt = RETRY_S[0], 1
+        while alerts or dead:
+            try:
+                sent = [await self.alerts_topic.send(key=alert.migwatch.target.encode(), value=encode(alert))
+                        for alert in alerts]  # fmt: skip
+                sent += [await self.deadletter_topic.send(key=key, value=encode(letter)) for letter, key in dead]
+                await asyncio.gather(*sent)
+                break
+            except Exception as error:  # whatever Kafka or its client raised: the alerts stay
+                self.metrics.publish_failures.inc()
+                log.error("Kafka did not take %d alerts and %d dead letters (attempt %d: %r): sending them again in "
+                          "%.1f s", len(alerts), len(dead), attempt, error, wait)  # fmt: skip
+                await asyncio.sleep(wait)
+                wait, attempt = min(2 * wait, RETRY_S[1]), attempt + 1
 
     async def report_hosts(self) -> None:
         """Tell the other workers what our hypervisors showed (their VMs name them as source or destination).
@@ -338,29 +412,30 @@ class WorkerApp:
         for report in reports:
             await self.hosts_topic.send(key=report.host.encode(), value=encode(report))
 
-    def write_unwritten(self, partitions: set[int]) -> None:
-        for partition in partitions:
-            last = self.partition_events.pop(partition, None)
-            if last is not None:
-                with acting_for(last):
-                    self.metrics.checkpoints.inc(self.partitions.checkpoint(partition, force=True))
+    async def on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
+        self.assigned = {tp.partition for tp in assigned if tp.topic in (self.names.ping, self.names.ntp)}
 
     async def on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
-        """Write what is not yet written while the partitions are still ours, then forget them: if one comes
-        back it is read again, since another worker may have moved it on meanwhile."""
+        """Write what is not yet written while the partitions are still ours, let go what is then durable,
+        and forget them: if one comes back it is read again, since another worker may have moved it on."""
         moved = {tp.partition for tp in revoked if tp.topic in (self.names.ping, self.names.ntp)}
+        if self.assigned is not None:
+            self.assigned -= moved  # a batch taken before this signal skips their messages
         await self.detect_held(moved)
-        self.write_unwritten(moved)
+        self.checkpoint(moved, force=True)
+        await self.release_done(now=True)
         self.partitions.drop(moved)
         for partition in moved:
             self.aligner.forget(partition)
-        await app.producer.flush()
+            self.uncommitted.forget(partition)
+            self.partition_events.pop(partition, None)
 
     async def on_shutdown(self, app: faust.App, **_: Any) -> None:
-        """A stop (SIGTERM: a deploy, a scale-in) writes what a crash would lose; Faust flushes the producer
-        right after this signal."""
+        """A stop (SIGTERM: a deploy, a scale-in) writes what a crash would lose and lets go what is then
+        durable; Faust commits the offsets as it stops."""
         await self.detect_held(self.aligner.partitions())
-        self.write_unwritten(set(self.partition_events))
+        self.checkpoint(force=True)
+        await self.release_done(now=True)
 
     async def detect_held(self, partitions: set[int]) -> None:
         """The samples the partitions still hold for alignment go to the detectors before the partitions go:
@@ -368,6 +443,7 @@ class WorkerApp:
         dead: list[Dead] = []
         alerts = self.detect_released([self.aligner.flush(partition) for partition in partitions], dead)
         await self.publish(alerts, dead)
+        self.checkpoint(partitions)
 
 
 def dead_letter(event: EventT, error: str, payload: bytes | None = None) -> DeadLetter:
@@ -429,4 +505,4 @@ def _ts(pair: Pair) -> float:
 
 
 def _partition(pair: Pair) -> int:
-    return pair[1].message.partition
+    return pair[1].partition

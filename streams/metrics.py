@@ -21,6 +21,10 @@ class WorkerMetrics:
             "migwatch_worker_dead_letters", "Messages sent to the dead-letter topic", ["topic"], registry=self.registry
         )
         self.alerts = Counter("migwatch_worker_alerts", "Alerts published", ["state"], registry=self.registry)
+        self.publish_failures = Counter(
+            "migwatch_worker_publish_failures", "Times Kafka refused a batch's alerts or dead letters (sent again)",
+            registry=self.registry,
+        )  # fmt: skip
         self.feedback = Counter(
             "migwatch_worker_feedback", "Analysts' verdicts, by whether their alert was known", ["learned"],
             registry=self.registry,

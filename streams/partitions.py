@@ -59,6 +59,10 @@ class PartitionState:
     windows: dict[str, ChartWindow] = field(default_factory=dict)  # the open chart window of each target
     last_alert: dict[str, Alert] = field(default_factory=dict)
     hosts_updated: set[str] = field(default_factory=set)  # hypervisors with samples since the last report
+    # Which update() a sample ran in, against what the rows written hold (migwatch.streams.commits).
+    round: int = 0  # update() calls so far
+    written: dict[str, int] = field(default_factory=dict)  # target -> the round its last written row holds
+    group_round: int = -1  # the round the last written partition row holds
 
 
 class Partitions:
@@ -116,6 +120,7 @@ class Partitions:
         state = self.state_of(partition)
         group, touched, updated, windows = state.group, state.touched, state.updated, state.windows
         width = self.chart_window_s
+        state.round += 1
         alerts: list[Alert] = []
         for sample in samples:
             target, ts = sample.target, sample.ts
@@ -173,14 +178,27 @@ class Partitions:
             if force or last[1] != level or ts - last[0] >= every:
                 self.tables.save_target(target, msgspec.json.encode(detector))
                 saved[target] = (ts, level)
+                state.written[target] = state.round
                 del state.touched[target]
                 written += 1
         latest = state.latest_ts
         if latest is not None and (force or state.group_saved_ts is None or latest - state.group_saved_ts >= every):
             self.tables.save_group(partition, group.snapshot(with_detectors=False))
             state.group_saved_ts = latest
+            state.group_round = state.round
             written += 1
         return written
+
+    def round_of(self, partition: int) -> int:
+        """How many update() calls the partition has had: the round its latest samples ran in."""
+        return self.owned[partition].round
+
+    def durable(self, partition: int, target: str, round_: int) -> bool:
+        """Whether the rows written hold what ``target``'s samples of the partition's ``round_`` did."""
+        state = self.owned.get(partition)
+        if state is None or state.group_round < round_:
+            return False
+        return target not in state.touched or state.written.get(target, -1) >= round_
 
     def host_reports(self, partition: int) -> list[HostView]:
         """What this partition's hypervisors showed, where it changed enough to tell the other workers: a

@@ -19,7 +19,7 @@ from migwatch.detectors.target_group import Directory
 from migwatch.kafka_io import clients
 from migwatch.kafka_io.compacted import CompactedTopic
 from migwatch.kafka_io.compacted_follower import CompactedFollower
-from migwatch.kafka_io.topic_admin import create_missing, ensure_topics
+from migwatch.kafka_io.topic_admin import broker_count, create_missing, ensure_topics
 from migwatch.streams.app import WorkerApp
 
 log = logging.getLogger(__name__)
@@ -39,19 +39,24 @@ def prepare_topics(config: Config, app: faust.App) -> None:
     kafka = config.kafka
     admin = clients.admin(kafka)
     try:
-        ensure_topics(admin, kafka.topic_prefix, kafka.partitions, replication=kafka.replication_factor)
-        create_missing(admin, changelog_topics(app))
+        ensure_topics(admin, kafka.topic_prefix, kafka.partitions, replication=kafka.replication_factor,
+                      min_insync=kafka.min_insync_replicas)  # fmt: skip
+        create_missing(admin, faust_topics(app, kafka.min_insync_replicas))
     finally:
         admin.close()
 
 
-def changelog_topics(app: faust.App) -> list[NewTopic]:
-    """The app's table changelogs, laid out as Faust declares them (its own transport's topic config)."""
-    topics = []
+def faust_topics(app: faust.App, min_insync: int = 1) -> list[NewTopic]:
+    """The app's table changelogs, laid out as Faust declares them (its own transport's topic config), and its
+    partition assignor's topic (one partition), with ``min_insync`` copies in sync for a write."""
+    # Faust would create the assignor's topic as it starts, without min.insync.replicas (its own naming).
+    topics = [NewTopic(f"{app.conf.id}-__assignor-__leader", 1, app.conf.topic_replication_factor,
+                       topic_configs={"min.insync.replicas": str(min_insync)})]  # fmt: skip
     for table in app.tables.values():
         topic = table.changelog_topic
         retention_ms = int(want_seconds(topic.retention) * 1000) if topic.retention else None
-        config = {**app.transport._topic_config(retention_ms, topic.compacting, topic.deleting), **(topic.config or {})}
+        config = {**app.transport._topic_config(retention_ms, topic.compacting, topic.deleting), **(topic.config or {}),
+                  "min.insync.replicas": min_insync}  # fmt: skip
         topics.append(NewTopic(
             topic.get_topic_name(), topic.partitions or app.conf.topic_partitions,
             topic.replicas or app.conf.topic_replication_factor,
@@ -79,8 +84,20 @@ def follow_directory(config: Config) -> tuple[CompactedFollower, Directory]:
     return follower, directory
 
 
+def with_replication(config: Config) -> Config:
+    """The config with the replication of the cluster it names (``kafka.replication_factor`` and
+    ``kafka.min_insync_replicas`` picked where 0); FieldError when the cluster cannot hold it."""
+    admin = clients.admin(config.kafka)
+    try:
+        brokers = broker_count(admin)
+    finally:
+        admin.close()
+    return msgspec.structs.replace(config, kafka=config.kafka.replication_for(brokers))
+
+
 def run(config: Config, loglevel: str | None = None) -> None:
     """Run the worker until it is stopped; ``loglevel`` overrides the config's ``[logging] level``."""
+    config = with_replication(config)
     follower, directory = follow_directory(config)
     app = WorkerApp(config, directory=directory).app
     prepare_topics(config, app)

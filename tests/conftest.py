@@ -30,11 +30,16 @@ settings.load_profile("migwatch")
 
 def free_port_pair() -> int:
     """A port p with p and p+1 free on 127.0.0.1 (the broker and its controller)."""
+    return free_ports(2)
+
+
+def free_ports(count: int) -> int:
+    """A port p with p up to p+count-1 free on 127.0.0.1."""
     for _ in range(100):
         port = random.randrange(20_000, 30_000)
-        if all(_bindable(p) for p in (port, port + 1)):
+        if all(_bindable(p) for p in range(port, port + count)):
             return port
-    raise RuntimeError("no free port pair found")
+    raise RuntimeError(f"no {count} free ports in a row found")
 
 
 def _bindable(port: int) -> bool:

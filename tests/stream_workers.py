@@ -41,7 +41,7 @@ class StreamWorker:
             **{f"MIGWATCH_WORKER_{key.upper()}": value for key, value in settings.items()},
         }  # fmt: skip
         self.env = worker_env
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop(); a restart appends
         self.process = subprocess.Popen(
             [sys.executable, "-m", "migwatch.cli", "worker", "--config", env["CONFIG"], "--loglevel", "info"],
             env=worker_env, stdout=self._log, stderr=subprocess.STDOUT,

@@ -3,9 +3,10 @@
 There is no Docker engine and no tarball download here, so the broker comes as jars: a tiny generated pom
 asks Maven for ``org.apache.kafka:kafka_2.13`` and a logging backend, and ``copy-dependencies`` puts them
 with their runtime dependencies in a cache folder, once. The broker runs as a single KRaft node (broker and
-controller in one process) on 127.0.0.1 with a small heap.
+controller in one process) on 127.0.0.1 with a small heap; ``--brokers 3`` starts a cluster of three such
+nodes (three JVMs of the same jars, one KRaft quorum; node N on port+2(N-1)) for replication tests.
 
-    deploy/local/kafka start [--port 9092] [--partitions 8]   # fetch once, format, start, create topics
+    deploy/local/kafka start [--port 9092] [--partitions 8] [--brokers 1]   # fetch once, format, start, topics
     deploy/local/kafka status | stop | fetch | topics
 """
 
@@ -57,8 +58,8 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
 
 _SERVER_PROPERTIES = """# Written by migwatch_dev.local_kafka: one KRaft node, broker and controller in one process.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -66,13 +67,13 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
 num.partitions=1
-# A single node: every internal topic has one replica.
-offsets.topic.replication.factor=1
+# Kafka's internal topics: a copy on each node of the cluster (one on a single node).
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_isr}
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={min_isr}
 # Consumers join at once instead of waiting 3 s for more members.
 group.initial.rebalance.delay.ms=0
 # The 128 MB default does not fit a small heap; the compacted topics here are small.
@@ -151,6 +152,9 @@ class LocalKafka(LocalService):
     root: Path = field(default_factory=cache_root)
     heap: str = DEFAULT_HEAP
     secure: SaslSslListener | None = None
+    node_id: int = 1
+    voters: str = ""  # the cluster's controller.quorum.voters; empty: this node alone
+    replicas: int = 1  # the nodes of its cluster: copies of Kafka's internal topics
 
     @property
     def controller_port(self) -> int:
@@ -191,10 +195,18 @@ class LocalKafka(LocalService):
 
     # ----------------------------------------------------------------------------------- start, stop
 
-    def start(self, *, fresh: bool = False, timeout: float = READY_TIMEOUT_S) -> tuple[int, float]:
-        """Start the broker unless it runs; wait until a client's metadata call succeeds.
+    def start(
+        self,
+        *,
+        fresh: bool = False,
+        timeout: float = READY_TIMEOUT_S,
+        cluster_id: str | None = None,
+        wait: bool = True,
+    ) -> tuple[int, float]:
+        """Start the broker unless it runs; wait until a client's metadata call succeeds (unless not ``wait``).
 
-        Returns (pid, seconds until ready). ``fresh`` wipes the data of an earlier run first.
+        Returns (pid, seconds until ready). ``fresh`` wipes the data of an earlier run first; new data is
+        formatted for ``cluster_id`` (the same on every node of a cluster; default: a new one).
         """
         running = self.running(timeout)
         if running is not None:
@@ -205,7 +217,11 @@ class LocalKafka(LocalService):
             shutil.rmtree(data, ignore_errors=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         properties = self.run_dir / "server.properties"
-        text = _SERVER_PROPERTIES.format(port=self.port, controller_port=self.controller_port, data=data)
+        text = _SERVER_PROPERTIES.format(
+            port=self.port, controller_port=self.controller_port, data=data, node_id=self.node_id,
+            voters=self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}", replicas=self.replicas,
+            min_isr=max(1, self.replicas - 1),
+        )  # fmt: skip
         if self.secure is not None:
             secure = f"SASL_SSL://127.0.0.1:{self.secure.port}"
             text = (
@@ -219,8 +235,9 @@ class LocalKafka(LocalService):
         (self.run_dir / "log4j2.properties").write_text(_LOG4J2)
         if not (data / "meta.properties").exists():
             scram = self.secure.scram_arguments() if self.secure is not None else []
-            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties), *scram)
-        return self.launch([*self._java_command(), "kafka.Kafka", str(properties)], timeout)
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id or _cluster_id(), "-c", str(properties),
+                       *scram)  # fmt: skip
+        return self.launch([*self._java_command(), "kafka.Kafka", str(properties)], timeout, wait=wait)
 
     def ports(self) -> tuple[int, ...]:
         return (self.port, self.controller_port, *([self.secure.port] if self.secure else []))
@@ -272,6 +289,47 @@ class LocalKafka(LocalService):
             raise LocalKafkaError(f"{args[0]} failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
 
 
+@dataclass(frozen=True)
+class LocalKafkaCluster:
+    """``size`` local KRaft nodes of one cluster, each broker and controller: node N listens on port+2(N-1)
+    (its controller on the port after). Started together, since a quorum answers only once most of it runs."""
+
+    size: int = 3
+    port: int = DEFAULT_PORT
+    version: str = KAFKA_VERSION
+    root: Path = field(default_factory=cache_root)
+    heap: str = DEFAULT_HEAP
+
+    @property
+    def nodes(self) -> list[LocalKafka]:
+        voters = ",".join(f"{n + 1}@127.0.0.1:{self.port + 2 * n + 1}" for n in range(self.size))
+        return [LocalKafka(port=self.port + 2 * n, version=self.version, root=self.root, heap=self.heap,
+                           node_id=n + 1, voters=voters, replicas=self.size) for n in range(self.size)]  # fmt: skip
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self, *, fresh: bool = False, timeout: float = READY_TIMEOUT_S) -> tuple[list[int], float]:
+        """Start the nodes that do not run and wait until each answers; (their pids, seconds until ready)."""
+        started, cluster_id = time.monotonic(), _cluster_id()
+        nodes = self.nodes
+        for node in nodes:
+            node.start(fresh=fresh, timeout=timeout, cluster_id=cluster_id, wait=False)
+        pids = []
+        for node in nodes:
+            pid = node.pid()
+            if pid is None:
+                raise LocalKafkaError(f"node {node.node_id} exited during start-up; see {node.log_file}")
+            node.wait_ready(max(1.0, timeout - (time.monotonic() - started)), pid=pid)
+            pids.append(pid)
+        return pids, time.monotonic() - started
+
+    def stop(self) -> bool:
+        """Stop every node; whether any ran."""
+        return any([node.stop() for node in self.nodes])
+
+
 def _cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage random-uuid).
 
@@ -296,9 +354,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic-prefix", default="migwatch.", help="topic name prefix")
     parser.add_argument("--fresh", action="store_true", help="start: wipe the data of an earlier run")
     parser.add_argument("--no-topics", action="store_true", help="start: do not create the contract topics")
+    parser.add_argument("--brokers", type=int, default=1, help="start/stop/status: nodes of the cluster (1 or 3)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.brokers != 1:
+        return _run_cluster(args)
     broker = LocalKafka(port=args.port, version=args.version, heap=args.heap)
     try:
         if args.action == "fetch":
@@ -333,14 +394,41 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_topics(broker: LocalKafka, prefix: str, partitions: int) -> None:
+def _run_cluster(args: argparse.Namespace) -> int:
+    if not 2 <= args.brokers <= 5 or args.action not in ("start", "stop", "status"):
+        print("local kafka: error: --brokers: 1, or 2 to 5 nodes with start, stop or status, got "
+              f"{args.brokers!r} with {args.action}", file=sys.stderr)  # fmt: skip
+        return 2
+    cluster = LocalKafkaCluster(args.brokers, port=args.port, version=args.version, heap=args.heap)
+    try:
+        if args.action == "start":
+            cluster.nodes[0].fetch()
+            pids, seconds = cluster.start(fresh=args.fresh)
+            print(f"Apache Kafka {cluster.version}: {args.brokers} nodes on {cluster.bootstrap} (pids "
+                  f"{', '.join(map(str, pids))}; ready in {seconds:.1f} s)")  # fmt: skip
+            if not args.no_topics:
+                _print_topics(cluster.nodes[0], args.topic_prefix, args.partitions, replication=args.brokers)
+        elif args.action == "stop":
+            print("stopped" if cluster.stop() else f"not running (ports from {cluster.port})")
+        else:
+            running = [node for node in cluster.nodes if node.pid() is not None]
+            print(f"{len(running)} of {args.brokers} nodes running: {', '.join(n.bootstrap for n in running)}")
+            return 0 if len(running) == args.brokers else 3
+    except LocalServiceError as error:
+        print(f"local kafka: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_topics(broker: LocalKafka, prefix: str, partitions: int, *, replication: int = 1) -> None:
     from kafka import KafkaAdminClient
 
     from migwatch.kafka_io.topic_admin import TopicLayoutError, ensure_topics
 
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:
-        for name, state in ensure_topics(admin, prefix, partitions).items():
+        insync = replication - 1 if replication >= 3 else 1
+        for name, state in ensure_topics(admin, prefix, partitions, replication=replication, min_insync=insync).items():
             print(f"  topic {name}: {state}")
     except TopicLayoutError as error:
         raise LocalKafkaError(str(error)) from None

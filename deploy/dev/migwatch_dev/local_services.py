@@ -112,10 +112,17 @@ class LocalService:
         return None
 
     def launch(
-        self, command: list[str], timeout: float, *, env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        command: list[str],
+        timeout: float,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        wait: bool = True,
     ) -> tuple[int, float]:
         """Start ``command`` (which must exec the JVM) in its own session, its output to the log; wait until it
-        answers, or stop it. Returns (pid, seconds until ready)."""
+        answers, or stop it (unless not ``wait``: a node that answers only once its peers run). Returns (pid,
+        seconds until ready)."""
         started = time.monotonic()
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(
@@ -123,6 +130,8 @@ class LocalService:
                 start_new_session=True,  # outlives the command that started it; stopped by `stop`
             )  # fmt: skip
         self.pid_file.write_text(f"{process.pid}\n")
+        if not wait:
+            return process.pid, 0.0
         try:
             self.wait_ready(timeout, pid=process.pid)
         except LocalServiceError:

@@ -5,6 +5,11 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{- define "migwatch.minInsync" -}}
+{{- $factor := int .Values.kafka.replicationFactor -}}
+{{- if .Values.kafka.minInsyncReplicas }}{{ .Values.kafka.minInsyncReplicas }}{{ else if ge $factor 3 }}{{ sub $factor 1 }}{{ else }}1{{ end -}}
+{{- end }}
+
 {{- define "migwatch.kafkaEnv" -}}
 - name: MIGWATCH_KAFKA_BOOTSTRAP
   value: {{ .Values.kafka.bootstrap | quote }}
@@ -14,6 +19,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.kafka.partitions | quote }}
 - name: MIGWATCH_KAFKA_REPLICATION_FACTOR
   value: {{ .Values.kafka.replicationFactor | quote }}
+- name: MIGWATCH_KAFKA_MIN_INSYNC_REPLICAS
+  value: {{ include "migwatch.minInsync" . | quote }}
 - name: MIGWATCH_KAFKA_SECURITY_PROTOCOL
   value: {{ .Values.kafka.securityProtocol | quote }}
 {{- if hasPrefix "SASL" .Values.kafka.securityProtocol }}
