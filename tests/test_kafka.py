@@ -25,7 +25,7 @@ from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, 
 from migwatch.contract.topics import TOPICS, TopicNames
 from migwatch.kafka_io.topic_admin import TopicLayoutError, cleanup_policies, ensure_topics
 from migwatch.streams.app import WorkerApp
-from migwatch.streams.worker import prepare_topics
+from migwatch.streams.worker import prepare_topics, with_replication
 from migwatch_dev.lab.processes import stop
 from tests.conftest import TEST_PARTITIONS
 from tests.test_records import CONTRACT_EXAMPLES
@@ -120,16 +120,17 @@ def test_the_worker_makes_faust_changelogs_before_faust_starts(
 ) -> None:
     """Laid out as Faust declares them (compacted), with the source topics' partition count."""
     app_id = f"pre-{uuid.uuid4().hex[:6]}"
-    config = parse("", source="empty.toml", environ={
+    config = with_replication(parse("", source="empty.toml", environ={
         "MIGWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap, "MIGWATCH_KAFKA_TOPIC_PREFIX": topics.prefix,
         "MIGWATCH_KAFKA_PARTITIONS": str(TEST_PARTITIONS), "MIGWATCH_WORKER_APP_ID": app_id,
-    })  # fmt: skip
+    }))  # fmt: skip
+    assert (config.kafka.replication_factor, config.kafka.min_insync_replicas) == (1, 1)  # one broker
     prepare_topics(config, WorkerApp(config).app)
     changelogs = [f"{app_id}-{table}-changelog" for table in ("detectors", "fleets", "chart-slots")]
     counts = {d["name"]: len(d["partitions"]) for d in kafka_admin.describe_topics(changelogs) if not d["error_code"]}
     assert counts == dict.fromkeys(changelogs, TEST_PARTITIONS)
     assert cleanup_policies(kafka_admin, changelogs) == dict.fromkeys(changelogs, "compact")
-    kafka_admin.delete_topics(changelogs)
+    kafka_admin.delete_topics([*changelogs, f"{app_id}-__assignor-__leader"])
 
 
 def test_a_null_value_removes_a_target_from_the_compacted_topic(kafka_bootstrap: str, topics: TopicNames) -> None:
