@@ -34,7 +34,7 @@ def main() -> None:
     started = time.monotonic()
     result = subprocess.run(TEST, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False)
     took = time.monotonic() - started
-    found = re.search(r"^chaos: .*$", result.stdout, re.MULTILINE)
+    found = re.search(r"^chaos \(seed .*$", result.stdout, re.MULTILINE)
     if found:
         print(found.group(0))
     else:  # the assertion that failed, without the workers' logs the test appends to it

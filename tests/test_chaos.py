@@ -71,7 +71,8 @@ def test_alerts_survive_workers_killed_at_random_and_a_refused_produce(
     refused_from = EPISODES[0].start + shift + START_TS + UNWRITABLE_S[0]
     refused_until = refused_from + UNWRITABLE_S[1] - UNWRITABLE_S[0]
 
-    rng = random.Random(int(os.environ.get("MIGWATCH_CHAOS_SEED", "0")) or None)
+    seed = int(os.environ.get("MIGWATCH_CHAOS_SEED", "0")) or random.randrange(1, 10**6)  # kills differ per run
+    rng = random.Random(seed)
     kills = sorted(rng.uniform(0.0, PACED_S + 20.0) for _ in range(KILLS))  # seconds after the start
     fresh_at = rng.randrange(KILLS)  # this restart gets an empty data directory
     settings = dict(store="rocksdb", checkpoint_s="10")
@@ -122,7 +123,8 @@ def test_alerts_survive_workers_killed_at_random_and_a_refused_produce(
             got = {(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a, _ in arrived()}
             return {(a.migwatch.target, a.migwatch.state, a.migwatch.detected_ts) for a in expected} - got
 
-        wait_for(lambda: not missing(), 240, lambda: f"the alerts of a fault-free run, missing {sorted(missing())}\n"
+        wait_for(lambda: not missing(), 240, lambda: f"seed {seed}: the alerts of a fault-free run, missing "
+                 f"{sorted(missing())}\n"
                  + "\n".join(w.log_tail()[-1500:] for w in workers.values()))  # fmt: skip
 
         def unlettered() -> set[bytes]:
@@ -149,7 +151,7 @@ def test_alerts_survive_workers_killed_at_random_and_a_refused_produce(
     for alert, sent in arrived():
         if first[alert.event.id] == sent:
             delays.append(sent - alert.migwatch.detected_ts)
-    print(f"chaos: {killed} SIGKILLs (one restart with an empty data directory), alerts refused "
+    print(f"chaos (seed {seed}): {killed} SIGKILLs (one restart with an empty data directory), alerts refused "
           f"{UNWRITABLE_S[1] - UNWRITABLE_S[0]:.0f} s ({refusals} refusals logged): {len(expected)} of "
           f"{len(expected)} expected alerts on the topic ({len(arrived())} messages, {len(contents)} event ids), "
           f"{len(poisoned)} of {len(poisoned)} poison messages dead-lettered; alert on the topic after its "
