@@ -108,7 +108,7 @@ class KafkaSettings(_Section, kw_only=True, forbid_unknown_fields=True):
         factor = self.replication_factor or min(3, brokers)
         if factor > brokers:
             raise FieldError(f"kafka.replication_factor: {factor} copies, but the cluster has {brokers} broker(s)")
-        insync = self.min_insync_replicas or (factor - 1 if factor >= 3 else 1)
+        insync = self.min_insync_replicas or max(1, factor - 1)  # 3 copies: 2; 2: 1; 1: 1
         if insync > factor:
             raise FieldError(f"kafka.min_insync_replicas: {insync} is more than kafka.replication_factor ({factor})")
         return msgspec.structs.replace(self, replication_factor=factor, min_insync_replicas=insync)

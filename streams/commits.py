@@ -92,6 +92,3 @@ class Uncommitted(Generic[M]):
         """A partition went to another worker: its messages are its new owner's to take again."""
         for key in [key for key in self._queues if key[1] == partition]:
             del self._queues[key]
-
-    def __len__(self) -> int:
-        return sum(len(queue) for queue in self._queues.values())

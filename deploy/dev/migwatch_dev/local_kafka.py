@@ -423,12 +423,14 @@ def _run_cluster(args: argparse.Namespace) -> int:
 def _print_topics(broker: LocalKafka, prefix: str, partitions: int, *, replication: int = 1) -> None:
     from kafka import KafkaAdminClient
 
+    from migwatch.contract.config import KafkaSettings
     from migwatch.kafka_io.topic_admin import TopicLayoutError, ensure_topics
 
+    kafka = KafkaSettings().replication_for(replication)  # as a worker picks them on that cluster
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:
-        insync = replication - 1 if replication >= 3 else 1
-        for name, state in ensure_topics(admin, prefix, partitions, replication=replication, min_insync=insync).items():
+        for name, state in ensure_topics(admin, prefix, partitions, replication=kafka.replication_factor,
+                                         min_insync=kafka.min_insync_replicas).items():  # fmt: skip
             print(f"  topic {name}: {state}")
     except TopicLayoutError as error:
         raise LocalKafkaError(str(error)) from None
