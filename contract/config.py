@@ -228,6 +228,12 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     chart_history_s: float = 3600.0  # how long chart windows are kept
     web_bind: str = "127.0.0.1"  # /status, /metrics and the fleet page; 0.0.0.0 to serve other hosts
     web_port: int = 6066  # 0: no web server
+    # Issue #22: where the other workers reach this one's pages (a target's chart is served by the worker that
+    # watches it; any worker's fleet page fetches it from there). "" = http://<web_bind>:<web_port>.
+    web_url: str = ""
+    # A target's status (the fleet page's row) goes to the status topic when its state, alert or host changes,
+    # its likelihood moves by 0.05, and otherwise once per status_every_s (the worker's clock).
+    status_every_s: float = 30.0
     # A worker that stops heart-beating loses its partitions to the others after session_timeout_s; a
     # rebalance waits up to rebalance_timeout_s for every worker to rejoin.
     session_timeout_s: float = 10.0
@@ -243,7 +249,14 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
         check_identifier("name", self.name)
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", self.app_id):
             raise FieldError(f"app_id: must be 1-100 letters, digits, '.', '_' or '-', got {self.app_id!r}")
-        for name in ("batch_within_s", "checkpoint_s", "chart_window_s", "chart_history_s", "max_sample_ahead_s"):
+        for name in (
+            "batch_within_s",
+            "checkpoint_s",
+            "chart_window_s",
+            "chart_history_s",
+            "max_sample_ahead_s",
+            "status_every_s",
+        ):
             value = getattr(self, name)
             if not 0 < value <= 86_400:
                 raise FieldError(f"{name}: must be > 0 and <= 86400, got {value!r}")
@@ -264,8 +277,15 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
             )
         if not 0 <= self.web_port < 65536:
             raise FieldError(f"web_port: must be between 0 and 65535, got {self.web_port!r}")
+        if self.web_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.web_url):
+            raise FieldError(f"web_url: must be http(s)://host[:port][/path], got {self.web_url!r}")
         if not 0 <= self.standby_replicas <= 10:
             raise FieldError(f"standby_replicas: must be between 0 and 10, got {self.standby_replicas!r}")
+
+    @property
+    def own_url(self) -> str:
+        """Where the other workers reach this worker's pages (``web_url``, or the bound address)."""
+        return self.web_url.rstrip("/") or f"http://{self.web_bind}:{self.web_port}"
 
     @property
     def chart_windows(self) -> int:

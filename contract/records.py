@@ -441,6 +441,76 @@ class HostView(Record, kw_only=True):
         check_number("floor_ms", self.floor_ms, low=0.0, nullable=True)
 
 
+class LastAlert(Record, kw_only=True):
+    """The latest alert of a target, as the fleet page shows it."""
+
+    id: str
+    state: AlertState
+    action: AlertAction
+    detected_ts: float
+    likelihood: float
+
+
+class TargetStatus(Record, kw_only=True):
+    """One target as the stream worker that watches it last told (issue #22): its state, likelihood, round
+    trips and clock, its latest alert, its site and hosts, and which worker serves its chart (``url``).
+    ``state`` is the target's level now (``none`` below ``suspected``); ``ts`` the event time of its latest
+    sample. Sent in a :class:`StatusChunk`."""
+
+    v: int = SCHEMA_VERSION
+    target: str
+    address: str
+    kind: TargetKind | None = None  # None: no Target record (a target known from its samples only)
+    site: str | None = None
+    labels: dict[str, str] = {}
+    allowed_hosts: list[str] = []
+    last_host: str | None = None  # the hypervisor it moved to last, when its pings named it
+    state: str = "none"
+    likelihood: float = 0.0
+    last_rtt_ms: float | None = None
+    rtt_baseline_ms: float | None = None
+    rtt_floor_ms: float | None = None
+    clock_offset_ms: float | None = None
+    time_lag_ms: float | None = None
+    last_alert: LastAlert | None = None
+    partition: int = 0
+    worker: str = ""
+    url: str = ""  # the worker's web address: where the target's chart is served
+    ts: float = 0.0
+
+    def __post_init__(self) -> None:
+        _version(self.v)
+        check_identifier("target", self.target)
+        if self.state not in STATUS_STATES:
+            fail("state", f"must be one of {', '.join(STATUS_STATES)}", self.state)
+        check_number("likelihood", self.likelihood, low=0.0, high=1.0)
+
+
+class StatusChunk(Record, kw_only=True):
+    """The statuses of the targets of one sample partition whose ids hash to ``chunk``: a message of the
+    compacted ``status`` topic, keyed ``<partition>/<chunk>``, between the workers and the fleet page only.
+    A chunk is sent whole, so a new owner of the partition overwrites what the old one told and a target
+    gone from it drops out; one message for many targets keeps the workers' cost per target small."""
+
+    v: int = SCHEMA_VERSION
+    partition: int
+    chunk: int
+    statuses: list[TargetStatus] = []
+
+    def __post_init__(self) -> None:
+        _version(self.v)
+        check_number("partition", self.partition, low=0)
+        check_number("chunk", self.chunk, low=0)
+
+    @property
+    def key(self) -> str:
+        return f"{self.partition}/{self.chunk}"
+
+
+# The states a target can be in, least to most alarming: the fleet page's order of risk.
+STATUS_STATES = ("none", "suspected", "likely", "confirmed")
+
+
 # What a probe measures and a detector reads: one echo request or one NTP query.
 Sample = PingSample | ClockSample
 

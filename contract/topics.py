@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 # name -> cleanup.policy. `targets` is compacted: the latest Target per id, null removes it; so are
-# `silences` (maintenance windows by id) and `hosts` (what each watched hypervisor showed, between workers).
+# `silences` (maintenance windows by id), `hosts` (what each watched hypervisor showed, between workers) and
+# `status` (each target's TargetStatus by id: the fleet page of every worker shows the whole fleet, issue #22).
 TOPICS: dict[str, Literal["compact", "delete"]] = {
     "targets": "compact",
     "silences": "compact",
     "hosts": "compact",
+    "status": "compact",
     "ping": "delete",
     "ntp": "delete",
     "alerts": "delete",

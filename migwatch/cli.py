@@ -111,6 +111,10 @@ def _add_trace_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> Non
     plot.add_argument("--target", required=True, metavar="ID")
     plot.add_argument("--out", required=True, metavar="P.png")
     plot.add_argument("--labels", metavar="L")
+    plot.add_argument("--alerts", metavar="A", help="alerts as JSON Lines (migwatch replay --out): marked on the chart")
+    plot.add_argument("--host", action="append", default=[], metavar="ID",
+                      help="a hypervisor whose RTT is drawn beside the target's (repeatable; a labelled "
+                           "migration's source and destination are drawn anyway)")  # fmt: skip
 
 
 def _add_kafka_verbs(verb: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -293,7 +297,7 @@ def _record(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from migwatch.plot import plot
 
-    pings, clocks = plot(args.trace, args.target, args.out, args.labels)
+    pings, clocks = plot(args.trace, args.target, args.out, labels=args.labels, alerts=args.alerts, hosts=args.host)
     print(f"{args.out}: {pings} pings and {clocks} NTP answers of {args.target}", file=sys.stderr)
     return 0
 

@@ -29,6 +29,7 @@ from migwatch.detectors.alert_text import stamp_created
 from migwatch.probes.metrics import ProbeCollector
 from migwatch.probes.scheduler import Scheduler
 from migwatch.streams import views
+from migwatch.streams.fleet import FleetStatuses, FleetView
 from migwatch.streams.metrics import WorkerMetrics
 from migwatch.streams.partitions import Partitions
 from migwatch.streams.tables import MemoryTables
@@ -51,6 +52,7 @@ class Watch:
         self.metrics.start_at_zero(["ping", "ntp"])
         self.metrics.registry.register(ProbeCollector(self.scheduler, None))
         self.alerts = 0
+        self.statuses, self.fleet = FleetStatuses(None, self.partitions.status), FleetView()
 
     def flush(self) -> list[Alert]:
         batch, self.pending[:] = sorted(self.pending, key=_ts), []
@@ -80,8 +82,13 @@ class Watch:
         async def status(request: web.Request) -> web.Response:
             return web.json_response(views.status(settings, self.partitions))
 
+        async def fleet(request: web.Request) -> web.Response:
+            body, code = views.fleet(settings, self.partitions, self.fleet, self.statuses(), request.query)
+            return web.json_response(body, status=code)
+
         async def chart(request: web.Request) -> web.Response:
-            body, code = views.chart(settings, self.partitions, request.match_info["target"])
+            target = request.match_info["target"]
+            body, code = await views.chart(settings, self.partitions, {}, target, forward=False)
             return web.json_response(body, status=code)
 
         async def metrics(request: web.Request) -> web.Response:
@@ -90,8 +97,8 @@ class Watch:
 
         app = web.Application()
         app.add_routes([
-            web.get("/", page), web.get("/status", status), web.get("/targets/{target}/chart", chart),
-            web.get("/metrics", metrics),
+            web.get("/", page), web.get("/status", status), web.get("/fleet", fleet),
+            web.get("/targets/{target}/chart", chart), web.get("/metrics", metrics),
         ])  # fmt: skip
         return app
 

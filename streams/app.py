@@ -18,7 +18,7 @@ import heapq
 import logging
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -28,10 +28,19 @@ from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
 from migwatch.contract import batches
-from migwatch.contract.codec import decode, encode
+from migwatch.contract.codec import MAX_RECORD_BYTES, decode, encode
 from migwatch.contract.config import Config, KafkaSettings, WorkerSettings
 from migwatch.contract.fields import FieldError
-from migwatch.contract.records import Alert, ClockSample, DeadLetter, Feedback, HostView, PingSample, Sample
+from migwatch.contract.records import (
+    Alert,
+    ClockSample,
+    DeadLetter,
+    Feedback,
+    HostView,
+    PingSample,
+    Sample,
+    StatusChunk,
+)
 from migwatch.contract.topics import TopicNames
 from migwatch.detectors.alert_text import stamp_created
 from migwatch.detectors.target_group import Directory
@@ -41,8 +50,9 @@ from migwatch.streams.alignment import Aligner
 from migwatch.streams.commits import Held, Uncommitted
 from migwatch.streams.consumer import Transport
 from migwatch.streams.event_context import acting_for
+from migwatch.streams.fleet import FleetStatuses, FleetView
 from migwatch.streams.metrics import WorkerMetrics
-from migwatch.streams.partitions import Partitions
+from migwatch.streams.partitions import STATUS_GAP_S, Partitions
 from migwatch.streams.tables import FaustTables, Tables
 
 log = logging.getLogger(__name__)
@@ -149,7 +159,13 @@ class WorkerApp:
     :class:`~migwatch.streams.tables.MemoryTables` instead of the changelog-backed tables.
     """
 
-    def __init__(self, config: Config, tables: Tables | None = None, directory: Directory | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        tables: Tables | None = None,
+        directory: Directory | None = None,
+        status_chunks: Callable[[], Mapping[str, StatusChunk]] | None = None,
+    ) -> None:
         self.settings = config.worker
         self.names = names = TopicNames(config.kafka.topic_prefix)
         self.partitioner = Partitioner(config.kafka.partitions)  # which partition a batch's targets belong to
@@ -162,6 +178,7 @@ class WorkerApp:
         self.alerts_topic = app.topic(names.alerts, **raw)
         self.deadletter_topic = app.topic(names.deadletter, **raw)
         self.hosts_topic = app.topic(names.hosts, **raw)  # what our hypervisors showed, for the other workers
+        self.status_topic = app.topic(names.status, **raw)  # our targets' statuses, for every fleet page
 
         # ---------------------------------------------------------------------------------------- tables
         # Values are our own JSON bytes (never pickle): value_type=bytes makes Faust store and restore them
@@ -178,6 +195,8 @@ class WorkerApp:
         # every worker (streams/worker.py follows the compacted topics), the config's own on top.
         self.partitions = Partitions.for_worker(tables, config, directory)
         self.host_reports: list[HostView] = []
+        # The whole fleet's statuses as the status topic holds them (streams/worker.py follows it).
+        self.statuses, self.fleet = FleetStatuses(status_chunks, self.partitions.status), FleetView()
         self.metrics = WorkerMetrics()
         self.metrics.start_at_zero([names.ping, names.ntp], names.feedback)
         self.partition_events: dict[int, EventT] = {}  # the latest event of each partition: whom a write acts for
@@ -196,6 +215,7 @@ class WorkerApp:
         app.on_partitions_revoked.connect(self.on_revoked)
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_before_shutdown.connect(self.on_shutdown)
+        app.timer(interval=STATUS_GAP_S, name="tell_statuses")(self.tell_statuses)
 
         # ---------------------------------------------------------------------------------------- web
         _declare_pages(self)
@@ -412,6 +432,21 @@ class WorkerApp:
         for report in reports:
             await self.hosts_topic.send(key=report.host.encode(), value=encode(report))
 
+    async def tell_statuses(self, *_: Any) -> None:
+        """Timer: send the status chunks of our partitions that are due (streams/partitions.py), so the fleet
+        pages of every worker show our targets. Sent, not awaited: a lost chunk costs a stale row until the
+        next, never an alert."""
+        now = time.time()
+        for partition in list(self.partitions.owned):
+            for chunk in self.partitions.status_reports(partition, self.settings.status_every_s, now):
+                value = encode(chunk)
+                if len(value) > MAX_RECORD_BYTES:  # the followers would refuse it: say what to change
+                    log.error("status chunk %s: %d targets, %d bytes, over the %d-byte record cap: more partitions "
+                              "(kafka.partitions) would spread them", chunk.key, len(chunk.statuses), len(value),
+                              MAX_RECORD_BYTES)  # fmt: skip
+                    continue
+                await self.status_topic.send(key=chunk.key.encode(), value=value)
+
     async def on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
         self.assigned = {tp.partition for tp in assigned if tp.topic in (self.names.ping, self.names.ntp)}
 
@@ -455,16 +490,23 @@ def dead_letter(event: EventT, error: str, payload: bytes | None = None) -> Dead
 
 
 def _declare_pages(worker: WorkerApp) -> None:
-    """The web pages: ``/status``, a target's chart, ``/metrics``, the fleet page, ``/healthz`` and ``/readyz``."""
+    """The web pages: ``/status`` (this worker's targets), ``/fleet`` (the whole fleet's), a target's chart,
+    ``/metrics``, the fleet page, ``/healthz`` and ``/readyz``."""
     app, settings, partitions, metrics = worker.app, worker.settings, worker.partitions, worker.metrics
 
     @app.page("/status")
     async def status(web: View, request: Request) -> Response:
         return web.json(views.status(settings, partitions))
 
+    @app.page("/fleet")
+    async def fleet(web: View, request: Request) -> Response:
+        body, code = views.fleet(settings, partitions, worker.fleet, worker.statuses(), request.query)
+        return web.json(body, status=code)
+
     @app.page("/targets/{target}/chart")
     async def chart(web: View, request: Request, target: str) -> Response:
-        body, code = views.chart(settings, partitions, target)
+        forward = request.query.get("forward") != "0"
+        body, code = await views.chart(settings, partitions, worker.statuses(), target, forward=forward)
         return web.json(body, status=code)
 
     @app.page("/metrics")

@@ -14,7 +14,8 @@ import math
 
 import msgspec
 
-from migwatch.contract.records import ClockSample, PingSample
+from migwatch.contract.records import STATUS_STATES as STATES
+from migwatch.contract.records import Alert, ClockSample, PingSample
 
 
 class ChartWindow(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -26,6 +27,9 @@ class ChartWindow(msgspec.Struct, kw_only=True, omit_defaults=True):
     rtt_sum_ms: float = 0.0
     rtt_max_ms: float | None = None
     offset_ms: float | None = None  # the window's last NTP offset
+    level: int = 0  # the target's highest alert level (0 none .. 3 confirmed) while the window was open
+    alert: str | None = None  # the state of the last alert raised in the window, and its event.action
+    action: str | None = None
 
     @classmethod
     def containing(cls, ts: float, width_s: float) -> ChartWindow:
@@ -45,11 +49,17 @@ class ChartWindow(msgspec.Struct, kw_only=True, omit_defaults=True):
         if self.rtt_max_ms is None or rtt > self.rtt_max_ms:
             self.rtt_max_ms = rtt
 
+    def mark(self, level: int, raised: list[Alert]) -> None:
+        """What the target's detector was at after a sample of the window: its level, the alerts it raised."""
+        self.level = max(self.level, level)
+        if raised:
+            self.alert, self.action = raised[-1].migwatch.state, raised[-1].event.action
+
     @property
     def rtt_mean_ms(self) -> float | None:
         return round(self.rtt_sum_ms / self.answered, 3) if self.answered else None
 
-    def point(self) -> dict[str, float | int | None]:
+    def point(self) -> dict[str, float | int | str | None]:
         """The window as one point of the chart's JSON."""
         return {
             "ts": self.start,
@@ -57,4 +67,7 @@ class ChartWindow(msgspec.Struct, kw_only=True, omit_defaults=True):
             "rtt_max_ms": self.rtt_max_ms,
             "unanswered": self.unanswered,
             "offset_ms": self.offset_ms,
+            "state": STATES[self.level],
+            "alert": self.alert,
+            "action": self.action,
         }

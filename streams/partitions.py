@@ -26,6 +26,7 @@ samples after the last committed offset.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,13 +36,29 @@ import msgspec
 
 from migwatch.contract.config import AlertLinks, Config
 from migwatch.contract.detector_settings import DEFAULTS, DetectorSettings
-from migwatch.contract.records import Alert, ClockSample, Feedback, HostView, PingSample, Target
+from migwatch.contract.records import (
+    Alert,
+    ClockSample,
+    Feedback,
+    HostView,
+    LastAlert,
+    PingSample,
+    StatusChunk,
+    Target,
+    TargetStatus,
+)
 from migwatch.detectors.target import TargetDetector
 from migwatch.detectors.target_group import NO_LINKS, Directory, TargetGroup, view_of
 from migwatch.streams.charts import ChartWindow
 from migwatch.streams.tables import Tables
 
 _detector_decoder = msgspec.json.Decoder(TargetDetector)
+# A partition's statuses go out in this many messages (~5 targets each at 10,000 targets and 8 partitions,
+# ~50 at 100,000, ~18 kB): few messages to send and to follow, each small enough to send again when one of
+# its targets changes. A chunk must stay under the record cap (64 kB, ~170 statuses): up to ~40,000 targets
+# a partition.
+STATUS_CHUNKS = 256
+STATUS_GAP_S = 1.0  # a chunk with news is sent at most this often
 
 
 @dataclass
@@ -59,6 +76,11 @@ class PartitionState:
     windows: dict[str, ChartWindow] = field(default_factory=dict)  # the open chart window of each target
     last_alert: dict[str, Alert] = field(default_factory=dict)
     hosts_updated: set[str] = field(default_factory=set)  # hypervisors with samples since the last report
+    status_updated: set[str] = field(default_factory=set)  # targets with samples since their status was weighed
+    # target -> what its last status told: (state, likelihood in 0.05 steps, last alert id, last host)
+    status_told: dict[str, tuple[str, int, str | None, str | None]] = field(default_factory=dict)
+    status_dirty: set[int] = field(default_factory=set)  # status chunks with news not yet sent
+    status_sent: dict[int, float] = field(default_factory=dict)  # status chunk -> when it was last sent
     # Which update() a sample ran in, against what the rows written hold (migwatch.streams.commits).
     round: int = 0  # update() calls so far
     written: dict[str, int] = field(default_factory=dict)  # target -> the round its last written row holds
@@ -78,8 +100,10 @@ class Partitions:
         chart_window_s: float = 30.0,
         directory: Directory | None = None,
         links: AlertLinks = NO_LINKS,
+        url: str = "",
     ) -> None:
         self.tables = tables
+        self.whoami = (observer, url)  # what a target's status names as its worker and where its chart is
         self.links = links
         self.settings = settings
         self.observer = observer
@@ -100,7 +124,7 @@ class Partitions:
             tables, config.detectors, worker.name, checkpoint_s=worker.checkpoint_s,
             chart_window_s=worker.chart_window_s,
             directory=directory if directory is not None else Directory.of(config.targets, config.silences),
-            links=config.alerts,
+            links=config.alerts, url=worker.own_url,
         )  # fmt: skip
 
     def state_of(self, partition: int) -> PartitionState:
@@ -132,6 +156,7 @@ class Partitions:
                 state.last_alert[target] = raised[-1]
             touched[target] = ts
             updated.add(target)
+            state.status_updated.add(target)
             if isinstance(sample, PingSample) and sample.kind == "host":
                 state.hosts_updated.add(target)
             window = windows.get(target)
@@ -140,6 +165,7 @@ class Partitions:
                     self.tables.save_window(target, window)
                 window = windows[target] = ChartWindow.containing(ts, width)
             window.add(sample)
+            window.mark(group.detectors[target].fusion.level, raised)
             if state.latest_ts is None or ts > state.latest_ts:
                 state.latest_ts = ts
         return alerts
@@ -240,17 +266,63 @@ class Partitions:
     def target_count(self) -> int:
         return sum(len(state.group.detectors) for state in self.owned.values())
 
-    def status(self) -> list[dict[str, Any]]:
-        """Every target's current state by target id, for ``/status`` and the fleet page."""
-        targets = self.directory.targets
+    def status(self) -> list[TargetStatus]:
+        """Every target's current state by target id, for ``/status`` (this worker's targets)."""
         return sorted(
             (
-                target_status(target, partition, detector, state.last_alert.get(target), targets.get(target))
+                self.target_status(target, partition, detector)
                 for partition, state in self.owned.items()
                 for target, detector in state.group.detectors.items()
             ),
             key=_by_target,
         )
+
+    def status_of(self, target: str) -> TargetStatus | None:
+        """One target's status, None when this worker does not watch it."""
+        for partition, state in self.owned.items():
+            detector = state.group.detectors.get(target)
+            if detector is not None:
+                return self.target_status(target, partition, detector)
+        return None
+
+    def target_status(self, target: str, partition: int, detector: TargetDetector) -> TargetStatus:
+        alert = self.owned[partition].last_alert.get(target)
+        record = self.directory.targets.get(target)
+        return target_status(target, partition, detector, alert, record=record, whoami=self.whoami)
+
+    def status_reports(self, partition: int, every_s: float, now: float) -> list[StatusChunk]:
+        """The status chunks of this partition worth sending to the fleet pages: those with a target whose
+        state, alert, host or likelihood (by 0.05) changed, at most once a STATUS_GAP_S, and every chunk
+        ``every_s`` after it was last sent (fresh round trips). ``now`` is the worker's clock, not event time:
+        a status does not change what the detectors raise, and a worker reading a backlog of hours would
+        otherwise send every chunk again for every ``every_s`` of it."""
+        state = self.owned.get(partition)
+        if state is None:
+            return []
+        detectors, told = state.group.detectors, state.status_told
+        for target in state.status_updated:
+            detector = detectors.get(target)
+            if detector is None:
+                continue
+            fusion, alert = detector.fusion, state.last_alert.get(target)
+            shown = (fusion.level.state, round(fusion.likelihood * 20), alert and alert.event.id, detector.last_host)
+            if told.get(target) != shown:
+                told[target] = shown
+                state.status_dirty.add(status_chunk(target))
+        state.status_updated.clear()
+        sent = state.status_sent
+        due = {c for c in state.status_dirty if now - sent.get(c, -math.inf) >= STATUS_GAP_S}
+        due |= {c for c, when in sent.items() if now - when >= every_s}
+        if not due:
+            return []
+        members: dict[int, list[TargetStatus]] = {c: [] for c in due}
+        for target, detector in detectors.items():
+            chunk = members.get(status_chunk(target))
+            if chunk is not None:
+                chunk.append(self.target_status(target, partition, detector))
+        state.status_dirty -= due
+        sent.update(dict.fromkeys(due, now))
+        return [StatusChunk(partition=partition, chunk=c, statuses=members[c]) for c in sorted(due)]
 
     def silences(self, now: float) -> list[dict[str, Any]]:
         """The maintenance windows not yet over at ``now``, by start, for the fleet page."""
@@ -287,8 +359,8 @@ class _WorkerHosts(Mapping[str, HostView]):
         return len(self.reported)
 
 
-def _by_target(status: dict[str, Any]) -> str:
-    return str(status["target"])
+def _by_target(status: TargetStatus) -> str:
+    return status.target
 
 
 def _latest_ts(detector: TargetDetector) -> float:
@@ -296,34 +368,51 @@ def _latest_ts(detector: TargetDetector) -> float:
     return max((ts for ts in candidates if ts is not None), default=0.0)
 
 
+def status_chunk(target: str) -> int:
+    """Which of its partition's STATUS_CHUNKS status messages tells ``target``'s status (stable: crc32)."""
+    return zlib.crc32(target.encode()) % STATUS_CHUNKS
+
+
 def target_status(
-    target: str, partition: int, detector: TargetDetector, alert: Alert | None, record: Target | None = None
-) -> dict[str, Any]:
+    target: str,
+    partition: int,
+    detector: TargetDetector,
+    alert: Alert | None,
+    *,
+    record: Target | None = None,
+    whoami: tuple[str, str] = ("", ""),
+) -> TargetStatus:
+    """A target's status now; ``whoami`` the worker's name and web address (where its chart is served)."""
     fusion, ping = detector.fusion, detector.ping
-    return {
-        "target": target,
-        "address": detector.address,
-        "partition": partition,
-        "kind": record.kind if record is not None else None,
-        "site": record.site if record is not None else None,
-        "allowed_hosts": list(record.hosts) if record is not None else [],
-        "last_host": detector.last_host,  # the hypervisor it moved to last, when its pings named it
-        "rtt_floor_ms": detector.relocation.floor_ms(),
-        "state": fusion.level.state,
-        "likelihood": round(fusion.likelihood, 4),
-        "last_rtt_ms": ping.last_rtt_ms,
-        "rtt_baseline_ms": ping.baseline.median,
-        "clock_offset_ms": detector.lag.offset_ms,
-        "time_lag_ms": detector.lag.lag_ms,
-        "last_alert": None
+    return TargetStatus(
+        target=target,
+        address=detector.address,
+        partition=partition,
+        kind=record.kind if record is not None else None,
+        site=record.site if record is not None else None,
+        labels=dict(record.labels) if record is not None else {},
+        allowed_hosts=list(record.hosts) if record is not None else [],
+        last_host=detector.last_host,
+        rtt_floor_ms=detector.relocation.floor_ms(),
+        state=fusion.level.state,
+        likelihood=round(fusion.likelihood, 4),
+        last_rtt_ms=ping.last_rtt_ms,
+        rtt_baseline_ms=ping.baseline.median,
+        clock_offset_ms=detector.lag.offset_ms,
+        time_lag_ms=detector.lag.lag_ms,
+        last_alert=None
         if alert is None
-        else {
-            "id": alert.event.id,
-            "state": alert.migwatch.state,
-            "detected_ts": alert.migwatch.detected_ts,
-            "likelihood": alert.migwatch.likelihood,
-        },
-    }
+        else LastAlert(
+            id=alert.event.id,
+            state=alert.migwatch.state,
+            action=alert.event.action,
+            detected_ts=alert.migwatch.detected_ts,
+            likelihood=alert.migwatch.likelihood,
+        ),
+        worker=whoami[0],
+        url=whoami[1],
+        ts=max([*detector.ping_ts.values(), *detector.clock_ts.values()], default=_latest_ts(detector)),
+    )
 
 
 def _news(told: float | None, now: float | None, every: float) -> bool:

@@ -12,7 +12,7 @@ from mode.utils.times import want_seconds
 
 from migwatch.contract import logs
 from migwatch.contract.config import Config
-from migwatch.contract.records import HostView, Target
+from migwatch.contract.records import HostView, StatusChunk, Target
 from migwatch.contract.silences import Silence
 from migwatch.contract.topics import TopicNames
 from migwatch.detectors.target_group import Directory
@@ -66,7 +66,7 @@ def faust_topics(app: faust.App, min_insync: int = 1) -> list[NewTopic]:
 
 
 def follow_directory(config: Config) -> tuple[CompactedFollower, Directory]:
-    """Follow the targets, silences and hosts topics whole; the directory of what they hold, with the
+    """Follow the targets, silences, hosts and status topics whole; the directory of what they hold, with the
     config's own targets and silences over them."""
     kafka = config.kafka
     names = TopicNames(kafka.topic_prefix)
@@ -74,6 +74,7 @@ def follow_directory(config: Config) -> tuple[CompactedFollower, Directory]:
         CompactedTopic(kafka, names.targets, Target, lambda target: target.id),
         CompactedTopic(kafka, names.silences, Silence, lambda silence: silence.id),
         CompactedTopic(kafka, names.hosts, HostView, lambda view: view.host),
+        CompactedTopic(kafka, names.status, StatusChunk, lambda chunk: chunk.key),
     ])  # fmt: skip
     tables, own = follower.tables, Directory.of(config.targets, config.silences)
     directory = Directory(
@@ -99,11 +100,12 @@ def run(config: Config, loglevel: str | None = None) -> None:
     """Run the worker until it is stopped; ``loglevel`` overrides the config's ``[logging] level``."""
     config = with_replication(config)
     follower, directory = follow_directory(config)
-    app = WorkerApp(config, directory=directory).app
+    statuses = follower.tables[TopicNames(config.kafka.topic_prefix).status]
+    app = WorkerApp(config, directory=directory, status_chunks=statuses.snapshot).app
     prepare_topics(config, app)
     if not follower.start(wait_s=config.worker.rebalance_timeout_s):
-        log.warning("the targets, silences and hosts topics were not read within %.0f s; going on, following them",
-                    config.worker.rebalance_timeout_s)  # fmt: skip
+        log.warning("the targets, silences, hosts and status topics were not read within %.0f s; going on, "
+                    "following them", config.worker.rebalance_timeout_s)  # fmt: skip
     worker = config.worker
     web = f"http://{worker.web_bind}:{worker.web_port}/" if worker.web_port else "no web server"
     print(f"migwatch worker {worker.name}: group {worker.app_id}, {web}", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +153,38 @@ def test_plot_draws_a_png_of_one_target(corpus: tuple[Path, Path], tmp_path: Pat
     png = out.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert (width, height) == (1100, 600)
+    assert (width, height) == (1100, 640)
     absent = _migwatch("plot", "--trace", str(trace), "--target", "nope", "--out", str(tmp_path / "n.png"))
     assert absent.returncode == 2 and absent.stderr == "migwatch: error: target: the trace has no samples of 'nope'\n"
+
+
+def test_plot_has_the_fleet_pages_look(tmp_path: Path) -> None:
+    """Issue #22: clock times, RTT on a log scale with no value for lost pings (their own strip), the offset
+    below, the hypervisors' RTT beside the VM's, labelled migrations shaded and each alert marked."""
+    from migwatch.plot import figure_of
+
+    lab = Path(__file__).parents[1] / "deploy/dev/corpus/capped"
+    trace, labels, alerts = lab / "trace-1000ms.jsonl.gz", lab / "labels.json", tmp_path / "alerts.jsonl"
+    replayed = _migwatch(
+        "replay", "--trace", str(trace), "--out", str(alerts), "--config", str(lab / "config-1000ms.toml")
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    raised = [json.loads(line) for line in alerts.read_text().splitlines()]
+    own = [a for a in raised if a["migwatch"]["target"] == "lab-vm"]
+    figure, pings, clocks = figure_of(trace, "lab-vm", labels=labels, alerts=alerts)
+    figure.canvas.draw()
+    rtt, strip, offset = figure.axes
+    assert rtt.get_yscale() == "log" and rtt.get_ylabel() == "RTT (ms, log)"
+    ticks = [t.get_text() for t in rtt.get_yticklabels() if t.get_text()]
+    assert ticks and all(float(t) > 0 for t in ticks), ticks  # decades, and no "-10^0" for lost pings
+    times = [t.get_text() for t in offset.get_xticklabels() if t.get_text()]
+    assert len(times) >= 3 and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in times), times
+    assert strip.get_ylabel() == "lost" and offset.get_ylabel() == "offset (ms)"
+    lost = sum(len(c.get_segments()) for c in strip.collections)
+    assert lost == pings - len(rtt.lines[2].get_xdata()) > 0  # every unanswered ping in the strip
+    names = [line.get_label() for line in rtt.lines]
+    assert names[:3] == ["RTT of hypervisor hv-1", "RTT of hypervisor hv-2", "RTT of lab-vm"]  # from the labels
+    dashed = [line for line in rtt.lines if line.get_linestyle() == "--" and len(line.get_xdata())]
+    assert len(dashed) == len(own) >= 4  # one line per alert of lab-vm
+    assert len(rtt.patches) >= 4  # the labelled migrations shaded
+    assert (pings, clocks) == (821, 109)

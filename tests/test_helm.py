@@ -45,7 +45,7 @@ def test_every_rendered_object_is_valid() -> None:
     )  # fmt: skip
     kinds = sorted(obj["kind"] for obj in objects)
     assert kinds.count("Deployment") == 2  # a probe Deployment per site
-    assert kinds.count("KafkaTopic") == 8 and kinds.count("PodDisruptionBudget") == 2  # the 6 of the contract, ours
+    assert kinds.count("KafkaTopic") == 9 and kinds.count("PodDisruptionBudget") == 2  # the 6 of the contract, ours
     assert {"StatefulSet", "Service", "ConfigMap", "NetworkPolicy", "ServiceMonitor"} <= set(kinds)
     for obj in objects:
         if obj["kind"] in OPERATOR_KINDS:  # CRDs: not in the Kubernetes schemas
@@ -55,7 +55,7 @@ def test_every_rendered_object_is_valid() -> None:
     topics = {obj["spec"]["topicName"]: obj["spec"]["config"]["cleanup.policy"] for obj in objects
               if obj["kind"] == "KafkaTopic"}  # fmt: skip
     assert topics["migwatch.targets"] == "compact" and topics["migwatch.ping"] == "delete"
-    assert topics["migwatch.silences"] == topics["migwatch.hosts"] == "compact"
+    assert topics["migwatch.silences"] == topics["migwatch.hosts"] == topics["migwatch.status"] == "compact"
     # One replication factor for every topic: Strimzi's and the ones the workers create (changelogs too).
     assert {obj["spec"]["replicas"] for obj in objects if obj["kind"] == "KafkaTopic"} == {3}
     for spec in _pod_specs(objects).values():
@@ -274,6 +274,24 @@ def test_the_notes_name_the_next_commands(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     text = yaml.safe_load(result.stdout)["data"]["notes"]
     for line in ("helm test mw -n mon", "migwatch targets push --config targets.toml",
-                 "migwatch alerts tail --config kafka.toml", "kubectl -n mon port-forward mw-worker-0 6066",
+                 "migwatch alerts tail --config kafka.toml", "kubectl -n mon port-forward svc/mw-fleet 6066",
                  "probe Deployment mw-probe-dc1 (2 replicas) for site dc1"):  # fmt: skip
         assert line in text, text
+
+
+def test_one_fleet_address_and_workers_that_reach_each_other() -> None:
+    """Issue #22: a Service over every worker serves the fleet page; each worker names its pod's stable address,
+    where the others ask for its targets' charts, and the network policy lets them."""
+    objects = _render()
+    services = {obj["metadata"]["name"]: obj["spec"] for obj in objects if obj["kind"] == "Service"}
+    assert services["mw-fleet"]["selector"] == services["mw-worker"]["selector"]
+    assert "clusterIP" not in services["mw-fleet"] and services["mw-worker"]["clusterIP"] == "None"
+    [worker] = [obj for obj in objects if obj["kind"] == "StatefulSet"]
+    env = [v["name"] for v in worker["spec"]["template"]["spec"]["containers"][0]["env"]]
+    url = next(v["value"] for v in worker["spec"]["template"]["spec"]["containers"][0]["env"]
+               if v["name"] == "MIGWATCH_WORKER_WEB_URL")  # fmt: skip
+    assert url == "http://$(MIGWATCH_WORKER_NAME).mw-worker:6066"
+    assert env.index("MIGWATCH_WORKER_NAME") < env.index("MIGWATCH_WORKER_WEB_URL")  # defined first: expanded
+    [policy] = [obj for obj in objects if obj["kind"] == "NetworkPolicy"]
+    sources = [rule.get("podSelector", {}).get("matchLabels", {}) for rule in policy["spec"]["ingress"][0]["from"]]
+    assert {"app.kubernetes.io/instance": "mw", "app.kubernetes.io/component": "worker"} in sources

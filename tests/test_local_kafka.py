@@ -59,7 +59,7 @@ def test_script_status_stop_and_topics(kafka_bootstrap: str, tmp_path: Path) -> 
     prefix = f"script-{uuid.uuid4().hex[:6]}."  # unique: the broker keeps topics across test runs
     first = _script("topics", "--port", str(port), "--topic-prefix", prefix, "--partitions", "2")
     again = _script("topics", "--port", str(port), "--topic-prefix", prefix, "--partitions", "2")
-    assert first.stdout.count(": created") == 8 and again.stdout.count(": exists") == 8  # with silences, hosts
+    assert first.stdout.count(": created") == 9 and again.stdout.count(": exists") == 9  # silences, hosts, status
     clash = _script("topics", "--port", str(port), "--topic-prefix", prefix, "--partitions", "3")
     assert clash.returncode == 1 and f"{prefix}ping has 2 partitions, wanted 3" in clash.stderr
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)

@@ -79,6 +79,9 @@ def test_watch_prints_a_confirmed_migration(host: EmulatedLink, tmp_path: Path) 
             assert "migwatch_probe_lateness_seconds_bucket" in metrics
             chart = json.loads(http_get(f"http://127.0.0.1:{port}/targets/vm-1/chart"))  # type: ignore[arg-type]
             assert any(point["unanswered"] for point in chart["points"])
+            assert chart["status"]["state"] == "confirmed" and {p["state"] for p in chart["points"]} >= {"confirmed"}
+            fleet = json.loads(http_get(f"http://127.0.0.1:{port}/fleet"))  # type: ignore[arg-type]
+            assert fleet["rows"][0]["target"] == "vm-1" and fleet["counts"]["confirmed"] == 1, fleet
         finally:
             assert stop(watch) == 0, (tmp_path / "stderr").read_text()
             stdout.close()
