@@ -28,7 +28,8 @@ from migwatch.kafka_io.topic_admin import ensure_topics
 from migwatch_dev.synthetic import START_TS, Episode, generate
 from tests.processes import wait_for
 from tests.stream_workers import StreamWorker, produce, read_all, worker_env
-from tests.test_streams import PARTITIONS, _browse, partition_of
+from tests.test_fleet_page import browse
+from tests.test_streams import PARTITIONS, partition_of
 
 pytestmark = pytest.mark.kafka
 
@@ -136,8 +137,8 @@ def test_the_fleet_page_shows_where_each_vm_was_last_seen_and_the_windows(direct
     web_a = next(t for t in status["targets"] if t["target"] == VM)
     assert (web_a["site"], web_a["allowed_hosts"], web_a["last_host"]) == ("fra-1", [SOURCE, "hv-y"], "hv-y")
     assert web_a["rtt_floor_ms"] is not None and [s["id"] for s in status["silences"]] == ["maint-b"]
-    dom = _browse(f"{worker.url}/", "--dump-dom").stdout
-    row = re.search(rf'<tr class="vm[^"]*" data-target="{VM}">(.*?)</tr>', dom)
+    dom = browse(f"{worker.url}/", "--dump-dom").stdout
+    row = re.search(rf'<tr class="target[^"]*" data-target="{VM}">(.*?)</tr>', dom)
     assert row is not None, dom[-2000:]
     assert "<td>fra-1</td><td>hv-y</td>" in row.group(1) and f"<td>{SOURCE}, hv-y</td>" in row.group(1)
     assert '<tr class="silence" data-silence="maint-b"><td>maint-b</td>' in dom and "<td>web-b</td>" in dom
