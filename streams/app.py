@@ -52,7 +52,7 @@ from migwatch.streams.consumer import Transport
 from migwatch.streams.event_context import acting_for
 from migwatch.streams.fleet import FleetStatuses, FleetView
 from migwatch.streams.metrics import WorkerMetrics
-from migwatch.streams.partitions import STATUS_GAP_S, Partitions
+from migwatch.streams.partitions import STATUS_GAP_S, STATUS_SENDS_PER_S, Partitions
 from migwatch.streams.tables import FaustTables, Tables
 
 log = logging.getLogger(__name__)
@@ -436,16 +436,21 @@ class WorkerApp:
         """Timer: send the status chunks of our partitions that are due (streams/partitions.py), so the fleet
         pages of every worker show our targets. Sent, not awaited: a lost chunk costs a stale row until the
         next, never an alert."""
-        now = time.time()
-        for partition in list(self.partitions.owned):
-            for chunk in self.partitions.status_reports(partition, self.settings.status_every_s, now):
-                value = encode(chunk)
-                if len(value) > MAX_RECORD_BYTES:  # the followers would refuse it: say what to change
-                    log.error("status chunk %s: %d targets, %d bytes, over the %d-byte record cap: more partitions "
-                              "(kafka.partitions) would spread them", chunk.key, len(chunk.statuses), len(value),
-                              MAX_RECORD_BYTES)  # fmt: skip
-                    continue
-                await self.status_topic.send(key=chunk.key.encode(), value=value)
+        now, budget, every = time.time(), STATUS_SENDS_PER_S, self.settings.status_every_s
+        chunks: list[StatusChunk] = []
+        for changed_only in (True, False):  # what changed, of every partition, before what is only due
+            for partition in list(self.partitions.owned):
+                told = self.partitions.status_reports(partition, every, now, budget, changed_only=changed_only)
+                budget -= len(told)
+                chunks += told
+        for chunk in chunks:
+            value = encode(chunk)
+            if len(value) > MAX_RECORD_BYTES:  # the followers would refuse it: say what to change
+                log.error("status chunk %s: %d targets, %d bytes, over the %d-byte record cap: more partitions "
+                          "(kafka.partitions) would spread them", chunk.key, len(chunk.statuses), len(value),
+                          MAX_RECORD_BYTES)  # fmt: skip
+                continue
+            await self.status_topic.send(key=chunk.key.encode(), value=value)
 
     async def on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
         self.assigned = {tp.partition for tp in assigned if tp.topic in (self.names.ping, self.names.ntp)}

@@ -6,11 +6,20 @@
 ...     window.add(PingSample(target="vm", address="192.0.2.1", probe="p", seq=seq, ts=float(seq), rtt_ms=rtt))
 >>> window.answered, window.unanswered, window.rtt_mean_ms, window.rtt_max_ms
 (3, 1, 1.0, 2.0)
+
+Each target's windows begin at a point of their own within the width (its phase), so that the windows of
+thousands of targets pinged together do not all close, each a table write, in the same second:
+
+>>> phase = phase_of("vm-1", 30.0)
+>>> window = ChartWindow.containing(1000.0, 30.0, phase)
+>>> window.start <= 1000.0 < window.start + 30.0, round((window.start - phase) / 30.0, 9).is_integer()
+(True, True)
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 
 import msgspec
 
@@ -32,8 +41,8 @@ class ChartWindow(msgspec.Struct, kw_only=True, omit_defaults=True):
     action: str | None = None
 
     @classmethod
-    def containing(cls, ts: float, width_s: float) -> ChartWindow:
-        return cls(start=math.floor(ts / width_s) * width_s)
+    def containing(cls, ts: float, width_s: float, phase_s: float = 0.0) -> ChartWindow:
+        return cls(start=math.floor((ts - phase_s) / width_s) * width_s + phase_s)
 
     def add(self, sample: PingSample | ClockSample) -> None:
         if isinstance(sample, ClockSample):
@@ -71,3 +80,10 @@ class ChartWindow(msgspec.Struct, kw_only=True, omit_defaults=True):
             "alert": self.alert,
             "action": self.action,
         }
+
+
+def phase_of(target: str, width_s: float) -> float:
+    """Where within ``width_s`` the chart windows of ``target`` begin: a point of its own (crc32 of its id).
+    Aligned windows made a stream worker write 10,000 targets' rows in one batch every 30 s (~0.5 ms each in
+    Faust): a stall of seconds for the alerts of that batch."""
+    return zlib.crc32(target.encode()) / 2**32 * width_s

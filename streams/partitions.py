@@ -49,16 +49,20 @@ from migwatch.contract.records import (
 )
 from migwatch.detectors.target import TargetDetector
 from migwatch.detectors.target_group import NO_LINKS, Directory, TargetGroup, view_of
-from migwatch.streams.charts import ChartWindow
+from migwatch.streams.charts import ChartWindow, phase_of
 from migwatch.streams.tables import Tables
 
 _detector_decoder = msgspec.json.Decoder(TargetDetector)
-# A partition's statuses go out in this many messages (~5 targets each at 10,000 targets and 8 partitions,
-# ~50 at 100,000, ~18 kB): few messages to send and to follow, each small enough to send again when one of
-# its targets changes. A chunk must stay under the record cap (64 kB, ~170 statuses): up to ~40,000 targets
+# A partition's statuses go out in this many messages (~10 targets each at 10,000 targets and 8 partitions,
+# ~100 at 100,000, ~36 kB): few messages to send and to follow, each small enough to send again when one of
+# its targets changes. A chunk must stay under the record cap (64 kB, ~170 statuses): up to ~20,000 targets
 # a partition.
-STATUS_CHUNKS = 256
+STATUS_CHUNKS = 128
 STATUS_GAP_S = 1.0  # a chunk with news is sent at most this often
+# Status chunks a worker sends a second, at most. Each is a produce through the same client as the alerts:
+# 2,000 chunks at once (every chunk of 10,000 targets falling due together) held the alerts of a live run up
+# by ~28 s (p50; 2.4 s without statuses). A worker's whole fleet is told within chunks / this many seconds.
+STATUS_SENDS_PER_S = 32
 
 
 @dataclass
@@ -163,7 +167,7 @@ class Partitions:
             if window is None or ts >= window.start + width:
                 if window is not None:
                     self.tables.save_window(target, window)
-                window = windows[target] = ChartWindow.containing(ts, width)
+                window = windows[target] = ChartWindow.containing(ts, width, phase_of(target, width))
             window.add(sample)
             window.mark(group.detectors[target].fusion.level, raised)
             if state.latest_ts is None or ts > state.latest_ts:
@@ -290,14 +294,15 @@ class Partitions:
         record = self.directory.targets.get(target)
         return target_status(target, partition, detector, alert, record=record, whoami=self.whoami)
 
-    def status_reports(self, partition: int, every_s: float, now: float) -> list[StatusChunk]:
-        """The status chunks of this partition worth sending to the fleet pages: those with a target whose
-        state, alert, host or likelihood (by 0.05) changed, at most once a STATUS_GAP_S, and every chunk
-        ``every_s`` after it was last sent (fresh round trips). ``now`` is the worker's clock, not event time:
-        a status does not change what the detectors raise, and a worker reading a backlog of hours would
-        otherwise send every chunk again for every ``every_s`` of it."""
+    def status_reports(
+        self, partition: int, every_s: float, now: float, budget: int, *, changed_only: bool = False
+    ) -> list[StatusChunk]:
+        """Up to ``budget`` status chunks of this partition to send to the fleet pages: first those with a
+        target whose state, alert, host or likelihood (by 0.05) changed (at most once a STATUS_GAP_S each),
+        then (unless ``changed_only``) those not sent for ``every_s`` (fresh round trips), oldest first.
+        ``now`` is the worker's clock, not event time: a status does not change what the detectors raise."""
         state = self.owned.get(partition)
-        if state is None:
+        if state is None or budget <= 0:
             return []
         detectors, told = state.group.detectors, state.status_told
         for target in state.status_updated:
@@ -311,8 +316,16 @@ class Partitions:
                 state.status_dirty.add(status_chunk(target))
         state.status_updated.clear()
         sent = state.status_sent
-        due = {c for c in state.status_dirty if now - sent.get(c, -math.inf) >= STATUS_GAP_S}
-        due |= {c for c, when in sent.items() if now - when >= every_s}
+        changed = sorted(c for c in state.status_dirty if now - sent.get(c, -math.inf) >= STATUS_GAP_S)
+        stale = (
+            []
+            if changed_only
+            else sorted(
+                (c for c, when in sent.items() if now - when >= every_s and c not in state.status_dirty),
+                key=sent.__getitem__,
+            )
+        )
+        due = (changed + stale)[:budget]
         if not due:
             return []
         members: dict[int, list[TargetStatus]] = {c: [] for c in due}
@@ -320,9 +333,9 @@ class Partitions:
             chunk = members.get(status_chunk(target))
             if chunk is not None:
                 chunk.append(self.target_status(target, partition, detector))
-        state.status_dirty -= due
+        state.status_dirty.difference_update(due)
         sent.update(dict.fromkeys(due, now))
-        return [StatusChunk(partition=partition, chunk=c, statuses=members[c]) for c in sorted(due)]
+        return [StatusChunk(partition=partition, chunk=c, statuses=members[c]) for c in due]
 
     def silences(self, now: float) -> list[dict[str, Any]]:
         """The maintenance windows not yet over at ``now``, by start, for the fleet page."""

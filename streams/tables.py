@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ class Tables(Protocol):
     def save_window(self, target: str, window: ChartWindow) -> None: ...
 
     def history(self, target: str, before: float, count: int) -> list[ChartWindow]:
-        """Up to ``count`` closed chart windows of a target that start before ``before``, oldest first."""
+        """Up to ``count`` closed chart windows of a target that start before ``before`` (a window start of the
+        target: its open window's), oldest first."""
         ...
 
 
@@ -115,13 +115,12 @@ class FaustTables:
         self.charts[self._slot(target, window.start)] = msgspec.json.encode(window)
 
     def history(self, target: str, before: float, count: int) -> list[ChartWindow]:
-        first = math.floor(before / self.width_s) * self.width_s
         found = []
         for i in range(min(count, self.slots), 0, -1):
-            start = first - i * self.width_s
+            start = before - i * self.width_s  # ``before`` is a window start of the target's (its phase)
             raw = self.charts.get(self._slot(target, start))
             if raw is not None:
                 window = msgspec.json.decode(raw, type=ChartWindow)
-                if abs(window.start - start) < 1e-6:  # not a window of an earlier lap
+                if abs(window.start - start) < self.width_s / 1000:  # not a window of an earlier lap
                     found.append(window)
         return found

@@ -105,7 +105,7 @@ def test_a_status_is_told_when_it_changes_and_every_status_every_s() -> None:
                 for t in seconds]  # fmt: skip
 
     def told(now: float) -> list[TargetStatus]:
-        chunks = partitions.status_reports(0, every_s=30.0, now=now)
+        chunks = partitions.status_reports(0, every_s=30.0, now=now, budget=100)
         assert all(s.partition == c.partition == 0 and status_chunk(s.target) == c.chunk
                    for c in chunks for s in c.statuses)  # fmt: skip
         return [status for chunk in chunks for status in chunk.statuses]
@@ -120,6 +120,12 @@ def test_a_status_is_told_when_it_changes_and_every_status_every_s() -> None:
     assert [(s.target, s.state != "none") for s in told(1020.0)] == [("vm-2", True)]
     partitions.update(0, pings("vm-1", range(90, 95)))
     assert [s.target for s in told(1031.0)] == ["vm-1"]  # due again; vm-2 was sent 11 s ago
+    # A budget: what changed goes first, what is only due waits for the next tick.
+    partitions.update(0, pings("vm-1", range(95, 120), rtt=None))
+    chunks = partitions.status_reports(0, every_s=30.0, now=1055.0, budget=1)
+    assert [s.target for c in chunks for s in c.statuses] == ["vm-1"]  # vm-2 (due since 1050) waits
+    assert partitions.status_reports(0, every_s=30.0, now=1055.0, budget=5, changed_only=True) == []
+    assert [s.target for c in partitions.status_reports(0, 30.0, 1056.0, 5) for s in c.statuses] == ["vm-2"]
 
 
 # ------------------------------------------------------------------------------------------ two workers
