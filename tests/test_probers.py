@@ -73,9 +73,13 @@ def _query(port: int, address: str = "127.0.0.1", timeout: float = 1.0) -> Clock
 
 
 def test_ntp_offset_sign_and_size(responder: NtpResponder) -> None:
-    reading = _query(responder.port)
-    assert reading.error is None
-    assert reading.offset_ms == pytest.approx(-152.3, abs=1.0)  # the target's clock is behind: negative
+    # As an NTP client does, the answer with the least round trip of a few: a query's offset can be off by up
+    # to half its delay (a CI machine once delayed one side of a loopback query by ~9 ms: -147.7 ms).
+    readings = [_query(responder.port) for _ in range(3)]
+    assert all(r.error is None for r in readings), readings
+    reading = min(readings, key=lambda r: r.delay_ms)
+    bound = max(1.0, reading.delay_ms / 2)
+    assert reading.offset_ms == pytest.approx(-152.3, abs=bound), readings  # the target's clock is behind
     assert 0 <= reading.delay_ms < 50
     assert (reading.stratum, reading.leap, reading.ref_id) == (2, 0, "127.0.0.1")
     assert reading.root_delay_ms == pytest.approx(1.0, abs=0.01)
