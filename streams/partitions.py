@@ -107,7 +107,7 @@ class Partitions:
         url: str = "",
     ) -> None:
         self.tables = tables
-        self.whoami = (observer, url)  # what a target's status names as its worker and where its chart is
+        self.url = url  # where a target's status says its chart is served (this worker's web address)
         self.links = links
         self.settings = settings
         self.observer = observer
@@ -292,7 +292,7 @@ class Partitions:
     def target_status(self, target: str, partition: int, detector: TargetDetector) -> TargetStatus:
         alert = self.owned[partition].last_alert.get(target)
         record = self.directory.targets.get(target)
-        return target_status(target, partition, detector, alert, record=record, whoami=self.whoami)
+        return target_status(target, partition, detector, alert, record=record, whoami=(self.observer, self.url))
 
     def status_reports(
         self, partition: int, every_s: float, now: float, budget: int, *, changed_only: bool = False
