@@ -44,7 +44,7 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     lag_warmup: int = 3  # offsets needed before steps are judged
     lag_min_ms: float = 2.0  # smallest step that counts, however quiet the series
     lag_noise_k: float = 6.0  # a step must exceed lag_noise_k spreads of the recent offsets
-    lag_delay_k: float = 0.5  # ... and lag_delay_k x the sample's round-trip delay (offset error <= delay/2)
+    lag_delay_k: float = 0.5  # ... plus lag_delay_k x the sample's round-trip delay (offset error <= delay/2)
     lag_delay_max_factor: float = 3.0  # samples with delay > factor x usual delay (+1 ms) are not trusted
     slew_max_ms_s: float = 83.4  # the fastest an NTP daemon slews a clock (chrony's maxslewrate, 83,333 ppm)
     # --- relocation: where a moved VM settled (its lowest RTT before and after the move)
@@ -69,7 +69,7 @@ class DetectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     clock_step_margin_ms: float = 10.0  # a lag longer than any stop the pings allow by this: the guest's clock
     pause_min_s: float = 0.5  # a stop the pings show, beyond their spacing, from which a lag may be a pause
     copy_min_s: float = 1.0  # the mean RTT raised this long up to a stop: a memory copy came first (a migration)
-    copy_rise_ms: float = 1.0  # ... by this much at least (a busy LAN's noise raises it by tenths of a ms)
+    copy_rise_ms: float = 2.0  # ... by this much at least (a busy LAN: tenths of a ms; the lab fleet's hosts: 1)
     reboot_min_s: float = 8.0  # an outage from which a lag not about as long is a fresh clock (a reboot)
     # A VM that answered no ping and no NTP query for this long while the probe kept asking has vanished
     # (vm-silent): longer than a reboot's usual outage, far longer than a live migration's.

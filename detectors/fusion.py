@@ -77,6 +77,14 @@ CALIBRATED_FLOOR = {Level.SUSPECTED: 0.05, Level.LIKELY: 0.5, Level.CONFIRMED: 0
 EVENT_NAMESPACE = uuid.UUID("6f1d3f1e-8a43-5c1b-9d3e-6d6967776174")
 
 
+def _booting(ping: PingHeuristic, back_ts: float | None, settings: DetectorSettings) -> bool:
+    """A VM back from a long silence raises its round trip, and its host's, by booting: a rise that began
+    within ``episode_gap_s`` of its return is that, one that began after a quiet spell is a copy (a fresh
+    guest migrated a minute after it booted, as in the lab's fleet)."""
+    first = ping.raised_first_ts
+    return back_ts is not None and first is not None and first - back_ts < settings.episode_gap_s
+
+
 def _within(ts: float, seen: float | None, recent: float) -> bool:
     """Evidence seen at ``seen`` is in force at ``ts``: not older than ``recent``, and not from ts's future (a
     stream worker catching up may get one topic's samples ahead of the other's)."""
@@ -104,6 +112,7 @@ class Signs:
     skew_seen: bool  # a new clock skew (another physical clock), lately
     relocated: bool  # a moved VM settled at another round trip, lately
     stream: bool = False  # the VM's memory copy while a hypervisor of it shows the stream (issue #20)
+    stream_shared: bool = False  # ... while another VM of that hypervisor shows the copy too: it may be theirs
 
     @classmethod
     def read(
@@ -129,12 +138,15 @@ class Signs:
             and ping.pattern_first_ts is not None
             and ping.loss_last_ts >= ping.pattern_first_ts
             and ping.run_copying
+            # Its host's VMs all lose a ping now and then to a copy on their link: a stop loses a run.
+            and (not hosts.shared or ping.max_run >= 2)
         )
         loss_run = (
             ping.max_run >= 2 and ping.loss_last_ts is not None and ts - ping.loss_last_ts <= settings.episode_gap_s
         )
         recent = settings.clear_after_s
         settled = relocation.settled_ts if relocation is not None else None
+        copy = ping.copying(ts, settings) and not _booting(ping, back_ts, settings)
         return cls(
             ping=ping, ttl=ttl, lag=lag, skew=skew, relocation=relocation, pattern=pattern,
             loss_in_pattern=loss_in_pattern, loss_run=loss_run,
@@ -142,8 +154,8 @@ class Signs:
             ttl_seen=_within(ts, ttl.changed_ts, recent),
             skew_seen=skew is not None and _within(ts, skew.detected_ts, recent),
             relocated=_within(ts, settled, recent) and relocation is not None and relocation.relocated(settings),
-            # A VM just back from a long silence raises its round trip, and its host's, by booting.
-            stream=bool(hosts.streaming) and ping.copying(ts, settings) and not _within(ts, back_ts, recent),
+            stream=bool(hosts.streaming) and copy,
+            stream_shared=bool(hosts.shared) and copy,
         )  # fmt: skip
 
     @property
@@ -355,17 +367,17 @@ class Fusion(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     def _renew_on_new_move(self, signs: Signs, settings: DetectorSettings) -> float | None:
         """Another lag ``renew_after_s`` or more after the one that confirmed this episode, or another memory copy
-        seen with its hypervisor's stream since then: the VM moves again (there and back, say). It opens an
-        episode of its own, with its own alerts, instead of hiding in the first until it clears; a lag sooner
-        is the rest of the same stop, measured by an NTP answer during it. Returns the confirming lag's time
-        when it did (evidence from before it belongs to the old episode)."""
+        seen with its hypervisor's stream since then (also one its other VMs show too): the VM moves again
+        (there and back, say). It opens an episode of its own, with its own alerts, instead of hiding in the first
+        until it clears; a lag sooner is the rest of the same stop, measured by an NTP answer during it. Returns
+        the confirming lag's time when it did (evidence from before it belongs to the old episode)."""
         renewed_after = self.confirmed_lag_ts
         if renewed_after is None or self.level != Level.CONFIRMED:
             return None
         since = renewed_after + settings.renew_after_s
         lag_ts, copy_ts = signs.lag.lag_ts, signs.ping.raised_first_ts
         new_lag = signs.lag_seen and lag_ts is not None and lag_ts >= since
-        new_copy = signs.stream and copy_ts is not None and copy_ts >= since
+        new_copy = (signs.stream or signs.stream_shared) and copy_ts is not None and copy_ts >= since
         if not (new_lag or new_copy):
             return None
         self.level, self.first_ts, self.likelihood = Level.NONE, None, 0.0

@@ -50,6 +50,7 @@ class HostNames(msgspec.Struct, frozen=True, omit_defaults=True, repr_omit_defau
     destination_allowed: bool | None = None
     seen: tuple[str, ...] = ()  # the allowed hosts that showed the stream
     streaming: tuple[str, ...] = ()  # the allowed hosts whose own round trip shows a memory copy now (issue #20)
+    shared: tuple[str, ...] = ()  # ... and those whose copy another VM of theirs shows too: it may be any of theirs
 
 
 NO_HOSTS = HostNames()

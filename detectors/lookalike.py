@@ -9,8 +9,8 @@ paper's method takes every lag for a migration; what separates them is what the 
 | ``vm-clock-step`` | longer than any stop the pings allow: the VM answered all along, its clock stepped |
 | ``vm-rebooted`` | after a stop of ``reboot_min_s`` or more, and not about as long: the clock did not stand still,
   it started afresh |
-| ``vm-paused`` | about a stop the pings show (``pause_min_s`` or more), with no memory copy (the VM's mean RTT
-  raised) going on as it began |
+| ``vm-paused`` | about a stop the pings show, both ``pause_min_s`` or more, with no memory copy (the VM's mean
+  RTT raised) going on as it began |
 | ``vm-live-migration`` | anything else: a stop the pings could hide (a fast migration's tens of ms), or one after a
   copy |
 
@@ -27,6 +27,8 @@ A migration whose stop is long and whose copy left no trace looks exactly like a
     >>> kind_of_lag(-600.0, 130.5, pings(1.9), copy_before=True)         # the stop-and-copy after a memory copy
     'vm-live-migration'
     >>> kind_of_lag(-33.0, 130.5, pings(1.0), copy_before=False)         # a fast migration: the pings hide its stop
+    'vm-live-migration'
+    >>> kind_of_lag(-103.0, 130.5, pings(2.0), copy_before=False)        # one ping lost to a 0.1 s stop: no pause
     'vm-live-migration'
     >>> kind_of_lag(-700.0, 130.5, pings(17.0), copy_before=False)       # 17 s without an answer, then a fresh clock
     'vm-rebooted'
@@ -59,6 +61,8 @@ def kind_of_lag(
         return "vm-rebooted"  # the clock did not stand still for the outage: it was set afresh
     if beyond:
         return "vm-clock-step"
-    if outage.shown_s() >= settings.pause_min_s and not copy_before:
+    # The lag is how long the clock stood still: a stop the pings show (one lost ping spans up to two
+    # intervals) that the lag says was short (a fast migration's 0.1 s) is no pause.
+    if min(lag_s, outage.shown_s()) >= settings.pause_min_s and not copy_before:
         return "vm-paused"
     return MIGRATION

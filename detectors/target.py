@@ -164,6 +164,7 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
         """One NTP answer: the time lag, the skew, and the guest's clock stepping forward (told at once)."""
         ts, ping, lag = sample.ts, self.ping, self.lag
         pending, level, jump = lag.pending_ts, lag.rebased, lag.jump_ts
+        stopped_s = self.outage.longest_s  # before a good answer marks a new reference
         good = lag.update(sample, settings, ping.path_rtt_ms(), not ping.in_episode(ts, settings))
         if good:
             self._mark()
@@ -179,7 +180,10 @@ class TargetDetector(msgspec.Struct, kw_only=True, omit_defaults=True):
             context.clock_seen(self.target, ts, new_step)
         if lag.jump_ts == jump or lag.jump_ts is None or lag.jump_ms is None:
             return []
-        return [self._lookalike("vm-clock-step", ts, lag.jump_ts, settings, context, time_lag_ms=round(lag.jump_ms, 3))]
+        # Ahead after a long silence, the clock started afresh (a reboot: the lab's fresh guests jumped 4 s
+        # forward); without one, the guest set it.
+        kind = "vm-rebooted" if stopped_s >= settings.reboot_min_s else "vm-clock-step"
+        return [self._lookalike(kind, ts, lag.jump_ts, settings, context, time_lag_ms=round(lag.jump_ms, 3))]
 
     def _resolve_lag(self, ts: float, settings: DetectorSettings, context: FleetContext | None) -> list[Alert]:
         """A pending step that waited long enough: a lag of this VM's clock (a move, or a look-alike's, told at

@@ -3,8 +3,9 @@
 A VM stopped for the stop-and-copy phase resumes with its clock where it stopped: its NTP offset against
 the probe steps down by about the outage, then its own NTP daemon slews it back slowly. ``TimeLag`` keeps
 the recent good offsets as a reference level and flags a step down that exceeds the larger of
-``lag_min_ms``, ``lag_noise_k`` spreads of the recent offsets, and ``lag_delay_k`` x the sample's round-trip
-delay (an NTP offset is only known to within half the delay).
+``lag_min_ms`` and ``lag_noise_k`` spreads of the recent offsets, plus ``lag_delay_k`` x the sample's
+round-trip delay (an NTP offset is only known to within half the delay, on top of the reference's own noise:
+a neighbour's answer queued behind a migration's copy, 9.9 ms of delay, was 4.9 ms off).
 
 Not a lag: failed queries (``error`` set), samples whose delay is far above both the usual and the path's
 round trip as the pings see it now (a queued reply; a VM moved farther away answers later for good, and
@@ -65,6 +66,8 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
     pending_vouched: bool = False  # the pending step's sample came from a probe that watches its clock
     jump_ts: float | None = None  # the last move up or towards zero faster than any NTP daemon slews: a step
     jump_ms: float | None = None
+    pending_loose_ms: float = 0.0  # half the pending step's delay when its answer was slow, else 0
+    loose_ms: float = 0.0  # the level was set from a slow answer: known to within this (half its delay)
 
     def ready(self, settings: DetectorSettings = DEFAULTS) -> bool:
         return len(self.offsets) >= settings.lag_warmup
@@ -101,22 +104,28 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
             return trusted
         reference = statistics.median(self.offsets)
         step = offset - reference
+        # The level came from a slow answer (a guest just booting, a reply queued behind a copy): the first
+        # trusted answer within its uncertainty sets it, rather than showing a lag of that much.
+        loose = self.loose_ms
+        if trusted:
+            self.loose_ms = 0.0
         towards_zero = abs(offset) < abs(reference) - abs(step) / 2
         # Towards zero is the VM's NTP correcting a clock that ran ahead, unless the pings show an episode
         # now: then it is the pause of a VM whose clock ran ahead (it lags, and so comes nearer the probe's).
-        if -step > self.threshold(delay, settings) and (not towards_zero or not path_settled):
+        if -step > self.threshold(delay, settings) + loose and (not towards_zero or not path_settled):
             if self.pending_ts is None:
                 self.pending_ts, self.pending_offset_ms, self.pending_step_ms = sample.ts, offset, step
+                self.pending_loose_ms = 0.0 if trusted else delay / 2
                 self.pending_vouched = sample.probe_step_ms is not msgspec.UNSET
                 self.offset_ms = offset
             return False  # the reference keeps its level until the step is resolved
         if not trusted:
             return False
-        if (step >= 0 or towards_zero) and abs(step) > self.threshold(delay, settings):
+        if (step >= 0 or towards_zero or loose) and abs(step) > self.threshold(delay, settings):
             # Up, or towards zero (the VM's NTP correcting): re-base on a clear move. Faster than a daemon
             # slews since the last good answer, it was a step of the guest's clock.
             since = sample.ts - self.good_ts if self.good_ts is not None else math.inf
-            if abs(step) > settings.slew_max_ms_s * since + self.threshold(delay, settings):
+            if abs(step) > settings.slew_max_ms_s * since + self.threshold(delay, settings) + loose:
                 self.jump_ts, self.jump_ms = sample.ts, step
             self._move_reference(offset)
         self._remember(sample.ts, offset, delay, settings)
@@ -126,7 +135,7 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
         """The smallest step down that counts, for a sample with this round-trip delay."""
         median = statistics.median(self.offsets)
         noise = MAD_TO_SIGMA * statistics.median(abs(x - median) for x in self.offsets)
-        return max(settings.lag_min_ms, settings.lag_noise_k * noise, settings.lag_delay_k * delay_ms)
+        return max(settings.lag_min_ms, settings.lag_noise_k * noise) + settings.lag_delay_k * delay_ms
 
     def resolve(self, *, common_mode: bool) -> None:
         """Settle the pending step: a lag, or (``common_mode``) the probe's own clock moving."""
@@ -139,9 +148,9 @@ class TimeLag(msgspec.Struct, kw_only=True, omit_defaults=True):
         # Either way the offsets have a new level from here on.
         assert self.pending_offset_ms is not None
         self._move_reference(self.pending_offset_ms)
-        self.good_ts = self.pending_ts
+        self.good_ts, self.loose_ms = self.pending_ts, self.pending_loose_ms
         self.pending_ts = self.pending_offset_ms = self.pending_step_ms = None
-        self.pending_vouched = False
+        self.pending_vouched, self.pending_loose_ms = False, 0.0
 
     def _move_reference(self, level: float) -> None:
         """The offsets have a new level: the reference moves to it whole, keeping its spread and its count, so

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from migwatch.contract.labels import read_labels
+from migwatch.kafka_io.partitioning import Partitioner
 from migwatch_dev.lab.cli import CORPUS
 from migwatch_dev.lab.emulated_lab import EmulatedLab
 from migwatch_dev.lab.errors import LabError
@@ -62,7 +64,9 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
 
 
 def test_every_built_in_scenario_is_valid_for_its_lab() -> None:
-    assert {"ci", "fast", "shaped", "capped", "benign", "emulated", "relocated", "same-site"} <= set(scenario_names())
+    assert {"ci", "fast", "shaped", "capped", "benign", "emulated", "relocated", "same-site", "fleet"} <= set(
+        scenario_names()
+    )
     emulated = {"emulated"} | {name for name, mode in CORPUS.items() if mode == "emulated"}
     for name in scenario_names():
         load(name, EmulatedLab if name in emulated else QemuLab)
@@ -85,6 +89,25 @@ def test_a_bad_step_is_refused_naming_its_place(step: dict[str, Any], message: s
     with pytest.raises(LabError) as raised:
         parse({"v": 1, "steps": [step]}, EmulatedLab, source="s.json")
     assert str(raised.value).startswith(f"s.json: {message}")
+
+
+def test_a_fleet_names_its_vms_and_each_episode_s_vm() -> None:
+    """A fleet's VMs share the first one's partition (a stream worker sees them together); an episode names
+    one of them, and a lab of one VM (the emulated) refuses a fleet."""
+    fleet = parse({"v": 1, "vms": 3, "steps": [{"do": "pause", "seconds": 1, "vm": "lab-vm-15"}]}, QemuLab, source="f")
+    assert fleet.vms == ("lab-vm", "lab-vm-7", "lab-vm-15") and fleet.steps[0].settings["vm"] == "lab-vm-15"
+    assert len({Partitioner(8).of(vm.encode()) for vm in fleet.vms}) == 1
+    for document, message in [
+        ({"v": 1, "vms": 2, "steps": [{"do": "reboot", "vm": "lab-vm-15"}]},
+         "f: steps[0].vm: not a VM of this scenario's fleet (lab-vm, lab-vm-7), got 'lab-vm-15'"),
+        ({"v": 1, "vms": 0, "steps": []}, "f: vms: must be an integer from 1 to 8, got 0"),
+        ({"v": 1, "vm": 2, "steps": []}, "f: vm: not a key of a scenario (it has: v, vms, steps)"),
+        ({"v": 1, "steps": [{"do": "pause", "seconds": 1, "vm": 7}]}, "f: steps[0].vm: must be str, got 7"),
+    ]:  # fmt: skip
+        with pytest.raises(LabError, match=re.escape(message)):
+            parse(document, QemuLab, source="f")
+    with pytest.raises(LabError, match="f: vms: this lab has one VM, got 3"):
+        parse({"v": 1, "vms": 3, "steps": []}, EmulatedLab, source="f")
 
 
 def test_a_bad_scenario_fails_before_anything_is_set_up(tmp_path: Path) -> None:

@@ -33,15 +33,16 @@ from migwatch_dev.lab.targets import write_config
 
 MODES: dict[str, type] = {"qemu": QemuLab, "emulated": EmulatedLab}
 # The corpus: three QEMU migration settings and the benign episodes (issue #6), moves to a farther site and
-# back with reroutes, and the same moves within the site (issue #21, emulated); each watched at 1 s and 100 ms.
+# back with reroutes, and the same moves within the site (issue #21, emulated), a fleet of three VMs of one
+# partition with moves and look-alikes among them (issue #20); each watched at 1 s and 100 ms.
 CORPUS = {"fast": "qemu", "shaped": "qemu", "capped": "qemu", "benign": "qemu", "relocated": "emulated",
-          "same-site": "emulated"}  # fmt: skip
+          "same-site": "emulated", "fleet": "qemu"}  # fmt: skip
 CORPUS_INTERVALS = (1.0, 0.1)
 
 
 @contextlib.contextmanager
-def open_lab(mode: str, folder: Path) -> Iterator[Any]:
-    with (qemu_lab if mode == "qemu" else emulated_lab)(folder / "lab") as lab:
+def open_lab(mode: str, folder: Path, vms: int = 1) -> Iterator[Any]:
+    with qemu_lab(folder / "lab", vms) if mode == "qemu" else emulated_lab(folder / "lab") as lab:
         yield lab
 
 
@@ -51,7 +52,7 @@ def _interval_name(interval_s: float) -> str:
 
 @contextlib.contextmanager
 def recorders(
-    folder: Path, addresses: dict[str, str], intervals: list[float], ntp_interval_s: float
+    folder: Path, addresses: dict[str, str], intervals: list[float], ntp_interval_s: float, vms: tuple[str, ...]
 ) -> Iterator[list[Path]]:
     """``migwatch record`` per interval, stopped with SIGTERM (which closes each trace cleanly)."""
     processes: list[subprocess.Popen[bytes]] = []
@@ -60,7 +61,7 @@ def recorders(
         for interval in intervals:
             name = _interval_name(interval)
             config = write_config(folder / f"config-{name}.toml", addresses, ping_interval_s=interval,
-                                  ntp_interval_s=ntp_interval_s)  # fmt: skip
+                                  ntp_interval_s=ntp_interval_s, vms=vms)  # fmt: skip
             traces.append(folder / f"trace-{name}.jsonl.gz")
             log = open(folder / f"record-{name}.log", "wb")  # noqa: SIM115 - the child holds it
             processes.append(subprocess.Popen(
@@ -77,13 +78,14 @@ def recorders(
 
 
 def run_scenario(mode: str, scenario: str, folder: Path, intervals: list[float], ntp_interval_s: float) -> Labels:
-    steps = load(scenario, MODES[mode])  # a bad scenario fails before anything is set up
+    played = load(scenario, MODES[mode])  # a bad scenario fails before anything is set up
     folder.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    with open_lab(mode, folder) as lab, recorders(folder, lab.addresses, intervals, ntp_interval_s):
+    with (open_lab(mode, folder, len(played.vms)) as lab,
+          recorders(folder, lab.addresses, intervals, ntp_interval_s, played.vms)):  # fmt: skip
         print(f"lab ({mode}) up in {time.monotonic() - began:.0f} s: " +
               ", ".join(f"{name} {address}" for name, address in lab.addresses.items()), flush=True)  # fmt: skip
-        labels = play(lab, steps, folder / "labels.json", report=lambda line: print(line, flush=True))
+        labels = play(lab, played.steps, folder / "labels.json", report=lambda line: print(line, flush=True))
     print(f"{folder}: {len(labels.migrations)} migrations, {len(labels.benign)} benign episodes "
           f"in {time.monotonic() - began:.0f} s")  # fmt: skip
     return labels
