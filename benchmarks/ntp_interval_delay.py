@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import math
-import statistics
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from migwatch.contract.config import load
 from migwatch.contract.labels import read_labels
 from migwatch.contract.records import ClockSample, Sample
 from migwatch.contract.trace import read_trace
-from migwatch.detectors.evaluate import alert_keys, score
+from migwatch.detectors.evaluate import alert_keys, delay_summary, score
 from migwatch.detectors.target_group import Directory, TargetGroup
 
 
@@ -57,12 +56,9 @@ def after_first_answer(samples: list[Sample], migrations: list[dict[str, Any]]) 
     return waits
 
 
-def _quantiles(values: list[float]) -> tuple[float, float, float]:
-    """Median, p95 (nearest rank) and max; NaN for none."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan, math.nan, math.nan
-    return statistics.median(ordered), ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)], ordered[-1]
+def _quantiles(values: list[float]) -> tuple[float, ...]:
+    """Median, p95 and max as ``migwatch eval`` reports delays; NaN for none."""
+    return tuple(math.nan if value is None else value for value in delay_summary(values).values())
 
 
 def main() -> None:

@@ -108,11 +108,7 @@ def score(alerts: Iterable[Key], labels: Labels) -> dict[str, Any]:
             "long_migrations": len(long),
             "warned": sum(1 for row in long if row["delay_s"] is not None and row["delay_s"] <= -LEAD_S),
         },
-        "delay_s": {
-            "median": statistics.median(delays) if delays else None,
-            "p95": _nearest_rank(delays, 0.95),
-            "max": max(delays, default=None),
-        },
+        "delay_s": delay_summary(delays),
         "per_migration": per_migration,
         "suspected_only": sum(1 for row in per_migration if row["delay_s"] is None and row["state"] == "suspected"),
         "benign_episodes": len(labels.benign),
@@ -164,6 +160,15 @@ def _migration_row(migration: MigrationLabel, alerts: list[tuple[str, float, str
         "delay_s": None if detected is None else detected - migration.end,
         "state": best,
         "named": _named(alerts, until),
+    }
+
+
+def delay_summary(delays: list[float]) -> dict[str, float | None]:
+    """Median, p95 (nearest rank) and max of ``delays``; None for none."""
+    return {
+        "median": statistics.median(delays) if delays else None,
+        "p95": _nearest_rank(delays, 0.95),
+        "max": max(delays, default=None),
     }
 
 

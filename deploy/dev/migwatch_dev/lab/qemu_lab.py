@@ -205,16 +205,15 @@ class QemuLab:
         end = time.time()
         self._stop_qemu(source)
         self.vms[vm] = destination
-        crash_log = ""
         try:
             destination.console.sync()
-            if not self._answers(vm):
-                raise LabError("no answer to pings")
+            alive = self._answers(vm)
         except LabError:
-            # The move happened; the guest did not survive it (QEMU 7.2's TCG was seen to corrupt a guest's
-            # memory in long migrations, or to leave its shell answering and its NIC dead: README, "The
-            # corpus"). The caller boots a fresh one.
-            crash_log = f"{self.folder}/console-{self._count}.sock.log"
+            alive = False
+        # Else the move happened but the guest did not survive it (QEMU 7.2's TCG was seen to corrupt a guest's
+        # memory in long migrations, or to leave its shell answering and its NIC dead: README, "The corpus").
+        # The caller boots a fresh one.
+        crash_log = "" if alive else f"{self.folder}/console-{self._count}.sock.log"
         if dirty_mb_s > 0 and not crash_log:
             self.guest("kill $(cat /tmp/dirty.pid); rm -f /dev/shm/src /dev/shm/dirty", vm)
         return Migration(
