@@ -19,7 +19,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from itertools import groupby
 from typing import Any
 
 import faust
@@ -49,7 +48,7 @@ from migwatch.streams import views
 from migwatch.streams.alignment import Aligner
 from migwatch.streams.commits import Held, Uncommitted
 from migwatch.streams.consumer import Transport
-from migwatch.streams.event_context import acting_for
+from migwatch.streams.event_context import Acting, acting_for
 from migwatch.streams.fleet import FleetStatuses, FleetView
 from migwatch.streams.metrics import WorkerMetrics
 from migwatch.streams.partitions import STATUS_GAP_S, STATUS_SENDS_PER_S, Partitions
@@ -120,6 +119,11 @@ def faust_app(config: Config) -> faust.App:
         broker_heartbeat_interval=max(1.0, worker.session_timeout_s / 5),
         table_standby_replicas=worker.standby_replicas,
         producer_acks=-1,
+        # Faust's producer sends each changelog row, status chunk and alert in a request of its own when its
+        # linger is 0: thousands of small requests a second, a tenth of the worker's core in socket writes at
+        # 10,000 samples/s (benchmarks/soak.py). A short linger batches them; lz4 shrinks the JSON rows.
+        producer_linger=0.02,
+        producer_compression_type="lz4",
         # A message's offset waits for the rows that hold its effect (streams/commits.py), so the agents may
         # hold messages over many batches: a rebalance must not wait for them to be acked (it never would).
         stream_wait_empty=False,
@@ -293,12 +297,35 @@ class WorkerApp:
 
     def detect_released(self, released: list[list[Pair]], dead: list[Dead]) -> list[Alert]:
         """Run released samples (each partition's in ``ts`` order) through the detectors, merged in ``ts``
-        order across the partitions. A detector failure's dead letters go to ``dead``."""
-        pairs = list(heapq.merge(*released, key=_ts))
+        order across the partitions (a VM's hypervisor may sit in another one), a sample at a time: the merge
+        interleaves partitions so finely (~1.1 samples a run at 8 partitions) that a call per run cost more
+        than the detectors. A sample the detectors fail on becomes a dead letter in ``dead``."""
+        rounds: dict[int, int] = {}
+        for run in released:
+            if run:
+                partition, last = run[-1][1].partition, run[-1][1].message
+                self.partition_events[partition] = last
+                rounds[partition] = self.partitions.start_round(partition)
         alerts: list[Alert] = []
-        for partition, run in groupby(pairs, key=_partition):
-            alerts += self._detect_run(partition, list(run), dead)
-        for partition in {held.partition for _, held, _ in pairs}:
+        update, current = self.partitions.update_one, None
+        with Acting() as acting:  # chart windows are written as they close, to their sample's partition
+            for sample, held, payload in heapq.merge(*released, key=_ts):
+                partition = held.partition
+                if partition != current:
+                    current = partition
+                    acting.switch(held.message)
+                try:
+                    alerts += update(partition, sample)
+                except Exception as error:
+                    # A detector bug must neither stop the agent nor hold the partition back: the sample is
+                    # kept as a dead letter, to be replayed once fixed.
+                    log.exception("detectors failed on a sample of %s in partition %d", sample.target, partition)
+                    dead.append((dead_letter(held.message, f"detectors failed: {error!r}", payload),
+                                 held.message.message.key))  # fmt: skip
+                    held.dead()
+                    continue
+                held.ran(sample.target, rounds[partition])
+        for partition in rounds:
             self.host_reports += self.partitions.host_reports(partition)
         return alerts
 
@@ -353,26 +380,6 @@ class WorkerApp:
                 continue
             good.append((sample, payload))
         return good
-
-    def _detect_run(self, partition: int, pairs: list[Pair], dead: list[Dead]) -> list[Alert]:
-        """Samples of one partition that follow each other in the batch's ``ts`` order."""
-        self.partition_events[partition] = last = pairs[-1][1].message
-        with acting_for(last):  # chart windows are written as they close
-            try:
-                alerts = self.partitions.update(partition, [sample for sample, _, _ in pairs])
-            except Exception as error:
-                # A detector bug must neither stop the agent nor hold the partition back: its samples are kept
-                # as dead letters, to be replayed once fixed.
-                log.exception("detectors failed on %d samples of partition %d", len(pairs), partition)
-                for _, held, payload in pairs:
-                    dead.append((dead_letter(held.message, f"detectors failed: {error!r}", payload),
-                                 held.message.message.key))  # fmt: skip
-                    held.dead()
-                return []
-        round_ = self.partitions.round_of(partition)
-        for sample, held, _ in pairs:
-            held.ran(sample.target, round_)
-        return alerts
 
     async def learn(self, stream: StreamT[bytes]) -> None:
         """Agent: analysts' verdicts, one at a time."""
@@ -549,7 +556,3 @@ async def _measure_lag(app: faust.App, metrics: WorkerMetrics, topics: tuple[str
 
 def _ts(pair: Pair) -> float:
     return pair[0].ts
-
-
-def _partition(pair: Pair) -> int:
-    return pair[1].partition

@@ -11,16 +11,37 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import Token
+from typing import Any
 
 from faust.streams import _current_event
 from faust.types import EventT
 
 
+class Acting:
+    """Within the block, table writes go to the partition of the event last named by :meth:`switch` (a batch
+    interleaves the samples of many partitions); on leaving it, the event before the block is restored."""
+
+    def __init__(self) -> None:
+        self._token: Token[Any] | None = None
+
+    def __enter__(self) -> Acting:
+        return self
+
+    def switch(self, event: EventT) -> None:
+        token = _current_event.set(weakref.ref(event))
+        if self._token is None:  # the first token restores what was before the block
+            self._token = token
+
+    def __exit__(self, *_: object) -> None:
+        if self._token is not None:
+            _current_event.reset(self._token)
+            self._token = None
+
+
 @contextmanager
 def acting_for(event: EventT) -> Iterator[None]:
     """Within the block, table writes go to ``event``'s partition."""
-    token = _current_event.set(weakref.ref(event))
-    try:
+    with Acting() as acting:
+        acting.switch(event)
         yield
-    finally:
-        _current_event.reset(token)

@@ -85,14 +85,15 @@ class PartitionState:
     status_told: dict[str, tuple[str, int, str | None, str | None]] = field(default_factory=dict)
     status_dirty: set[int] = field(default_factory=set)  # status chunks with news not yet sent
     status_sent: dict[int, float] = field(default_factory=dict)  # status chunk -> when it was last sent
-    # Which update() a sample ran in, against what the rows written hold (migwatch.streams.commits).
-    round: int = 0  # update() calls so far
+    # Which round of updates a sample ran in, against what the rows written hold (migwatch.streams.commits).
+    round: int = 0  # rounds of updates so far (start_round)
     written: dict[str, int] = field(default_factory=dict)  # target -> the round its last written row holds
     group_round: int = -1  # the round the last written partition row holds
 
 
 class Partitions:
-    """The partitions this worker owns, each with its TargetGroup; ``update(partition, samples) -> list[Alert]``."""
+    """The partitions this worker owns, each with its TargetGroup; ``update(partition, samples) -> list[Alert]``
+    (or ``start_round`` and ``update_one`` for samples of many partitions interleaved)."""
 
     def __init__(
         self,
@@ -144,35 +145,49 @@ class Partitions:
         return state
 
     def update(self, partition: int, samples: Sequence[PingSample | ClockSample]) -> list[Alert]:
-        """Run one partition's samples (in ``ts`` order) through its detectors; the alerts they raise."""
-        state = self.state_of(partition)
-        group, touched, updated, windows = state.group, state.touched, state.updated, state.windows
-        width = self.chart_window_s
-        state.round += 1
+        """Run one partition's samples (in ``ts`` order) through its detectors, as one round; the alerts they
+        raise."""
+        self.start_round(partition)
         alerts: list[Alert] = []
         for sample in samples:
-            target, ts = sample.target, sample.ts
-            if target not in group.detectors:
-                self._load(state, target)
-            raised = group.update(sample)
-            if raised:
-                alerts += raised
-                state.last_alert[target] = raised[-1]
-            touched[target] = ts
-            updated.add(target)
-            state.status_updated.add(target)
-            if isinstance(sample, PingSample) and sample.kind == "host":
-                state.hosts_updated.add(target)
-            window = windows.get(target)
-            if window is None or ts >= window.start + width:
-                if window is not None:
-                    self.tables.save_window(target, window)
-                window = windows[target] = ChartWindow.containing(ts, width, phase_of(target, width))
-            window.add(sample)
-            window.mark(group.detectors[target].fusion.level, raised)
-            if state.latest_ts is None or ts > state.latest_ts:
-                state.latest_ts = ts
+            alerts += self.update_one(partition, sample)
         return alerts
+
+    def start_round(self, partition: int) -> int:
+        """Begin the partition's next round of updates (the unit that checkpoints account for, see
+        migwatch.streams.commits); its number."""
+        state = self.state_of(partition)
+        state.round += 1
+        return state.round
+
+    def update_one(self, partition: int, sample: PingSample | ClockSample) -> list[Alert]:
+        """Run one sample through its partition's detectors in the partition's current round (a worker
+        interleaves the samples of its partitions in ``ts`` order: a sample at a time, without a call per
+        partition run); the alerts it raises."""
+        state = self.owned[partition]
+        group = state.group
+        target, ts = sample.target, sample.ts
+        if target not in group.detectors:
+            self._load(state, target)
+        raised = group.update(sample)
+        if raised:
+            state.last_alert[target] = raised[-1]
+        state.touched[target] = ts
+        state.updated.add(target)
+        state.status_updated.add(target)
+        if isinstance(sample, PingSample) and sample.kind == "host":
+            state.hosts_updated.add(target)
+        window = state.windows.get(target)
+        if window is None or ts >= window.start + self.chart_window_s:
+            if window is not None:
+                self.tables.save_window(target, window)
+            width = self.chart_window_s
+            window = state.windows[target] = ChartWindow.containing(ts, width, phase_of(target, width))
+        window.add(sample)
+        window.mark(group.detectors[target].fusion.level, raised)
+        if state.latest_ts is None or ts > state.latest_ts:
+            state.latest_ts = ts
+        return raised
 
     def _load(self, state: PartitionState, target: str) -> None:
         raw = self.tables.load_target(target)
@@ -218,10 +233,6 @@ class Partitions:
             state.group_round = state.round
             written += 1
         return written
-
-    def round_of(self, partition: int) -> int:
-        """How many update() calls the partition has had: the round its latest samples ran in."""
-        return self.owned[partition].round
 
     def durable(self, partition: int, target: str, round_: int) -> bool:
         """Whether the rows written hold what ``target``'s samples of the partition's ``round_`` did."""

@@ -61,7 +61,9 @@ def test_a_published_trace_gives_the_worker_the_alerts_of_its_replay(
     messages = len(pings) + len(clocks)
     assert messages < sent / 10 if batch > 1 else messages == sent
 
-    worker = StreamWorker(env, "publish-1", tmp_path, batch_size="50")  # many small takes: the topics drift apart
+    # Many small takes: the topics drift apart. The corpus keeps its recorded ts and ages by the day: a worker
+    # takes the samples of a backfill this old only when told (max_sample_age_s, at most 10 years).
+    worker = StreamWorker(env, "publish-1", tmp_path, batch_size="50", max_sample_age_s=str(10 * 365 * 86_400))
     try:
         wait_for(lambda: not worker.alive() or sum(worker.counted().values()) >= sent, 180,
                  lambda: f"every sample counted: {worker.counted()} of {sent}\n{worker.log_tail()}")  # fmt: skip

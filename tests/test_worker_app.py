@@ -7,11 +7,13 @@ broker). The whole worker against a real Kafka is tested in test_streams.py and 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from itertools import pairwise
 
 import faust
 import msgspec
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import Message
 
 from migwatch.contract import batches
@@ -20,6 +22,7 @@ from migwatch.contract.config import parse
 from migwatch.contract.records import Alert, ClockSample, Feedback, PingSample, Sample
 from migwatch.detectors.target_group import TargetGroup
 from migwatch.streams.app import WorkerApp
+from migwatch.streams.consumer import FETCH_MAX_WAIT_MS
 from migwatch.streams.tables import MemoryTables
 from migwatch_dev.synthetic import Episode, generate
 
@@ -184,6 +187,27 @@ def test_the_app_declares_its_agents_topics_and_tables() -> None:
     assert sorted(agent.name for agent in app.app.agents.values()) == ["detect", "learn"]
     assert sorted(app.app.tables) == ["chart-slots", "detectors", "fleets"]
     assert set(app.samples_topic.topics) == {"migwatch.ping", "migwatch.ntp"}
+
+
+def test_the_workers_fetches_wait_a_tenth_of_faust_s() -> None:
+    """A fetch for the quiet partitions alone holds the busy ones' next records back for its whole wait
+    (streams/consumer.py): the worker's consumer waits FETCH_MAX_WAIT_MS, Faust's own 1.5 s."""
+
+    async def waits() -> tuple[int, int]:
+        app = WorkerApp(parse("[worker]\nstore = 'memory'\n", source="test.toml", environ={})).app
+        consumer = app.consumer
+        faust_own = faust_aiokafka.AIOKafkaConsumerThread(consumer, loop=consumer.loop, beacon=consumer.beacon)
+        clients = [
+            thread._create_worker_consumer(app.transport) for thread in (consumer._new_consumer_thread(), faust_own)
+        ]
+        try:
+            return clients[0]._fetch_max_wait_ms, clients[1]._fetch_max_wait_ms
+        finally:
+            for client in clients:
+                await client.stop()
+
+    assert asyncio.run(waits()) == (FETCH_MAX_WAIT_MS, 1500)
+    assert FETCH_MAX_WAIT_MS <= 100
 
 
 def test_the_hypervisors_are_reported_to_the_other_workers_as_their_pattern_begins_goes_on_and_ends() -> None:
