@@ -217,9 +217,12 @@ class WorkerSettings(_Section, kw_only=True, forbid_unknown_fields=True):
     # Messages are taken in batches of up to batch_size, or what came within batch_within_s: each target's
     # state is updated once per batch, which is what makes a stateful Faust agent fast. A message is one
     # sample or a batch of up to the probes' batch_max_samples (1,000), so a take of 100 holds up to 100,000
-    # samples: bigger takes add memory and alert latency while a backlog is read, not speed.
+    # samples: bigger takes add memory and alert latency while a backlog is read, not speed. Live, a take
+    # ends on batch_within_s (a probe sends ~10 batches a second a partition), so a sample waits up to that
+    # for its batch: it bounds the alert latency (10-minute soaks at 10,000 samples/s, alert latency p99
+    # 2.15 s at 0.5, 1.49 s at 0.2).
     batch_size: int = 100
-    batch_within_s: float = 0.5
+    batch_within_s: float = 0.2
     # A target's state goes to its table (and the changelog) when its alert state changes, and otherwise at
     # most once per checkpoint_s of event time: a table write costs ~0.5 ms in Faust here. After a crash a
     # target resumes from its last checkpoint.

@@ -17,7 +17,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,20 @@ def kube(verb: str, objects: list[dict[str, Any]], folder: Path) -> None:
     """`podman kube play|down` of these objects (written to a file named for them)."""
     path = folder / f"{objects[-1]['metadata']['name']}.yaml"
     path.write_text(yaml.safe_dump_all(objects))
-    podman("kube", verb, *(["--replace"] if verb == "play" else []), str(path))
+    container_image.podman("kube", verb, *(["--replace"] if verb == "play" else []), str(path), timeout=300)
+
+
+def kube_up(stack: ExitStack, objects: list[dict[str, Any]], folder: Path) -> None:
+    """`podman kube play` of these objects, brought down when ``stack`` closes. A play that fails is brought
+    down at once and its own error raised: the down of a pod it never made must not hide why (the error of
+    a podman left waiting on a stale lock names the fix)."""
+    try:
+        kube("play", objects, folder)
+    except container_image.ImageError:
+        with suppress(container_image.ImageError):
+            kube("down", objects, folder)
+        raise
+    stack.callback(kube, "down", objects, folder)
 
 
 def state_of(container: str) -> str:
@@ -193,13 +206,11 @@ def test_the_rendered_chart_runs_as_pods_probes_publish_and_workers_confirm_a_mi
         release, hooks = kube_play.for_podman(objects)
         stack.callback(lambda: kafka_admin.delete_topics(
             [t for t in kafka_admin.list_topics() if t.startswith(prefix)]))  # fmt: skip
-        stack.callback(kube, "down", release, tmp_path)
-        kube("play", release, tmp_path)
+        kube_up(stack, release, tmp_path)
         worker = f"http://127.0.0.1:{web}"
         wait_for(lambda: get(f"{worker}/readyz").startswith("ready"), 120,
                  lambda: f"the worker pod ready: {logs('mw-worker-pod-0-worker')[-3000:]}")  # fmt: skip
-        stack.callback(kube, "down", hooks, tmp_path)
-        kube("play", hooks, tmp_path)  # the post-install hook, once the release's topics exist
+        kube_up(stack, hooks, tmp_path)  # the post-install hook, once the release's topics exist
         push = "mw-targets-push-targets-push"
         wait_for(lambda: state_of(push).startswith("exited"), 120, lambda: f"the hook: {logs(push)}")
         assert state_of(push) == "exited 0", logs(push)

@@ -48,7 +48,17 @@ def podman(*args: str, capture: bool = True, timeout: float = 600.0) -> subproce
     """Runs podman with the project's settings; ImageError with its last output lines when it fails."""
     if shutil.which("podman") is None:
         raise ImageError(f"podman is not installed: {INSTALL}")
-    done = subprocess.run(["podman", *args], check=False, env=env(), capture_output=capture, text=True, timeout=timeout)
+    try:
+        done = subprocess.run(["podman", *args], check=False, env=env(), capture_output=capture, text=True,
+                              timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired as expired:
+        # Seen here: a podman killed while holding one of its locks leaves the next one waiting on it, silently.
+        said = expired.stderr or b""  # bytes even with text=True: run() had no time to decode it
+        tail = "\n".join((said.decode(errors="replace") if isinstance(said, bytes) else said).splitlines()[-5:])
+        raise ImageError(
+            f"podman {' '.join(args[:3])} ... did not finish within {timeout:.0f} s (a lock left by "
+            f"a killed podman? `podman system renumber` frees them):\n{tail}"
+        ) from expired
     if done.returncode != 0:
         tail = "\n".join(((done.stdout or "") + (done.stderr or "")).strip().splitlines()[-15:])
         raise ImageError(f"podman {' '.join(args[:3])} ... failed with exit {done.returncode}:\n{tail}")
