@@ -182,6 +182,19 @@ def state_of(container: str) -> str:
 
 
 @pytest.mark.kafka
+def test_a_kube_play_that_fails_is_brought_down_and_says_why(tmp_path: Path) -> None:
+    """A pod whose image is not here (and may not be pulled): the play's own error, and no pod left behind."""
+    pod = f"mw-absent-{uuid.uuid4().hex[:8]}"
+    objects = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod}, "spec": {"containers": [
+        {"name": "c", "image": f"localhost/{pod}:none", "imagePullPolicy": "Never"}]}}]  # fmt: skip
+    with ExitStack() as stack, pytest.raises(container_image.ImageError) as raised:
+        kube_up(stack, objects, tmp_path)
+    assert str(raised.value).startswith("podman kube play"), raised.value
+    assert f"localhost/{pod}:none" in str(raised.value), raised.value
+    left = subprocess.run(["podman", "pod", "exists", pod], check=False, env=container_image.env())
+    assert left.returncode == 1, f"pod {pod} left behind by a failed play"
+
+
 def test_the_rendered_chart_runs_as_pods_probes_publish_and_workers_confirm_a_migration(
     image: str, kafka_bootstrap: str, kafka_admin: KafkaAdminClient, tmp_path: Path
 ) -> None:

@@ -53,16 +53,21 @@ def podman(*args: str, capture: bool = True, timeout: float = 600.0) -> subproce
                               timeout=timeout)  # fmt: skip
     except subprocess.TimeoutExpired as expired:
         # Seen here: a podman killed while holding one of its locks leaves the next one waiting on it, silently.
-        said = expired.stderr or b""  # bytes even with text=True: run() had no time to decode it
-        tail = "\n".join((said.decode(errors="replace") if isinstance(said, bytes) else said).splitlines()[-5:])
         raise ImageError(
             f"podman {' '.join(args[:3])} ... did not finish within {timeout:.0f} s (a lock left by "
-            f"a killed podman? `podman system renumber` frees them):\n{tail}"
+            f"a killed podman? `podman system renumber` frees them):\n{_last_lines(expired.stdout, expired.stderr)}"
         ) from expired
     if done.returncode != 0:
-        tail = "\n".join(((done.stdout or "") + (done.stderr or "")).strip().splitlines()[-15:])
-        raise ImageError(f"podman {' '.join(args[:3])} ... failed with exit {done.returncode}:\n{tail}")
+        raise ImageError(f"podman {' '.join(args[:3])} ... failed with exit {done.returncode}:\n"
+                         f"{_last_lines(done.stdout, done.stderr)}")  # fmt: skip
     return done
+
+
+def _last_lines(*outputs: str | bytes | None) -> str:
+    """The last 15 lines podman printed. After a timeout they are bytes even with text=True: run() had no
+    time to decode them."""
+    text = "".join(out.decode(errors="replace") if isinstance(out, bytes) else out or "" for out in outputs)
+    return "\n".join(text.strip().splitlines()[-15:])
 
 
 def exists(image: str) -> bool:
